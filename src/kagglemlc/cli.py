@@ -1,0 +1,71 @@
+"""The `kagglemlc` command: thin Typer shims over the stage functions.
+
+    kagglemlc prepare configs/demo.yaml cv.folds=3
+
+User errors (`KaggleMLCError`) print one red line and exit 2; anything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from kagglemlc import __version__
+from kagglemlc.config import DEFAULT_CONFIG, Config, load_config
+from kagglemlc.console import error
+from kagglemlc.errors import KaggleMLCError
+
+app = typer.Typer(
+    name="kagglemlc",
+    help="Kaggle text-classification competitions from one YAML: folds, training, thresholds, ensembles, submissions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+CONFIG_ARG = typer.Argument(None, help="Experiment YAML (default: ./kagglemlc.yaml).", show_default=False)
+OVERRIDES_ARG = typer.Argument(None, help="Dotted overrides, e.g. train.lr=3e-5 cv.folds=3.", show_default=False)
+
+
+def _config(config: Path | None, overrides: list[str] | None) -> Config:
+    """Loads CONFIG; a first argument with '=' is an override and the config defaults to ./kagglemlc.yaml."""
+    overrides = list(overrides or [])
+    if config is not None and "=" in str(config) and not str(config).endswith((".yaml", ".yml")):
+        overrides.insert(0, str(config))
+        config = None
+    return load_config(config or DEFAULT_CONFIG, overrides)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kagglemlc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Kaggle text-classification competitions from one YAML."""
+
+
+@app.command()
+def prepare(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
+    """Validate the competition files and write K-fold multilabel-stratified splits (folds.parquet)."""
+    from kagglemlc.folds import prepare as run_prepare
+
+    run_prepare(_config(config, overrides))
+
+
+def main() -> None:
+    """Console-script entry point: user errors → one line on stderr, exit code 2."""
+    try:
+        app()
+    except KaggleMLCError as exc:
+        error(str(exc))
+        raise SystemExit(exc.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Load and validate a competition's files into one label schema.
+
+    data = load_competition(cfg.competition)
+    data.y.shape         # (n_train, n_labels), 0/1 — one-hot for multiclass, one column for binary
+    data.label_names     # ['admiration', ..., 'neutral']
+
+Every problem a user can fix (missing file or column, bad label value, duplicated ids, test ids
+that differ from the sample submission, wrong encoding) is a `KaggleMLCError` naming the file and
+column. Ids are strings end to end, so "007" stays "007". Empty texts are warned about and used as "".
+"""
+
+from __future__ import annotations
+
+import csv
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kagglemlc.config import CompetitionConfig
+from kagglemlc.console import warn
+from kagglemlc.errors import KaggleMLCError
+
+_EXT_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+
+
+@dataclass
+class CompetitionData:
+    """What every stage needs from the competition files."""
+
+    task: str
+    label_names: list[str]
+    train_ids: np.ndarray
+    train_texts: list[str]
+    y: np.ndarray
+    groups: np.ndarray | None = None
+    test_ids: np.ndarray | None = None
+    test_texts: list[str] | None = None
+    submission: pd.DataFrame | None = None
+    """The sample submission as read (ids as strings), the template every submission must match."""
+
+
+def _sniff_delimiter(path: Path, encoding: str) -> str:
+    with open(path, encoding=encoding, errors="replace", newline="") as fh:
+        head = fh.read(65536)
+    try:
+        return csv.Sniffer().sniff(head, delimiters=",\t;|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_table(path: Path, key: str, encoding: str = "utf-8", delimiter: str | None = None) -> pd.DataFrame:
+    """Reads a CSV/TSV with every cell as a string ("" for empty cells).
+
+    Args:
+        path: the file.
+        key: the config key that named it, for error messages (e.g. "competition.train").
+        encoding: file encoding; utf-8 also accepts a byte-order mark.
+        delimiter: field delimiter; default from the extension, else sniffed.
+    """
+    if not path.is_file():
+        raise KaggleMLCError(f"{key}: file not found: {path}")
+    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    sep = delimiter or _EXT_DELIMITERS.get(path.suffix.lower()) or _sniff_delimiter(path, enc)
+    try:
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=enc)
+    except UnicodeDecodeError as exc:
+        raise KaggleMLCError(
+            f"{path}: not valid {encoding} (byte {exc.object[exc.start]:#x} at offset {exc.start}); "
+            f"set competition.encoding (e.g. competition.encoding=latin-1)"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise KaggleMLCError(f"{path}: the file is empty") from None
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1]
+        raise KaggleMLCError(f"{path}: cannot parse as delimited text ({detail}); check competition.delimiter") from None
+    except LookupError:
+        raise KaggleMLCError(f"competition.encoding: unknown encoding '{encoding}'") from None
+    return frame
+
+
+def _require_columns(frame: pd.DataFrame, columns: list[str], path: Path, key: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns[:12])) + (" ..." if len(frame.columns) > 12 else "")
+        raise KaggleMLCError(f"{path}: missing column '{missing[0]}' (from {key}); the file has: {have}")
+
+
+def build_texts(frame: pd.DataFrame, spec: str | list[str], path: Path, which: str) -> list[str]:
+    """Joins the configured text column(s) or template into one string per row; warns on empty texts."""
+    if isinstance(spec, list):
+        _require_columns(frame, spec, path, "competition.text_column")
+        texts = frame[spec].agg(" ".join, axis=1) if spec else pd.Series([""] * len(frame))
+    elif "{" in spec:
+        fields = [name for _, name, _, _ in string.Formatter().parse(spec) if name]
+        _require_columns(frame, fields, path, "competition.text_column template")
+        texts = frame.apply(lambda row: spec.format_map(row), axis=1) if len(frame) else pd.Series([], dtype=str)
+    else:
+        _require_columns(frame, [spec], path, "competition.text_column")
+        texts = frame[spec]
+    texts = texts.astype(str)
+    empty = int((texts.str.strip() == "").sum())
+    if empty:
+        warn(f"{path}: {empty} {which} rows have an empty text; they are used as \"\"")
+    return texts.tolist()
+
+
+def _auto_labels(cfg: CompetitionConfig, submission: pd.DataFrame | None) -> list[str]:
+    if cfg.labels != "auto":
+        return list(cfg.labels)
+    if submission is None:
+        raise KaggleMLCError("competition.labels is 'auto' but competition.sample_submission is not set; list the labels")
+    return [c for c in submission.columns if c != cfg.id_column]
+
+
+def _wide_labels(train: pd.DataFrame, names: list[str], cfg: CompetitionConfig) -> np.ndarray:
+    _require_columns(train, names, cfg.train, "the label columns")
+    y = np.zeros((len(train), len(names)), dtype=np.int8)
+    for j, name in enumerate(names):
+        raw = train[name].str.strip()
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = ~values.isin([0, 1])
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            hint = (
+                f"; for a column of class names use label_format: list with label_column: {name}"
+                if cfg.task != "multilabel"
+                else ""
+            )
+            raise KaggleMLCError(
+                f"{cfg.train}: column '{name}' must hold 0/1, found {raw.iloc[row]!r} on line {row + 2}{hint}"
+            )
+        y[:, j] = values.to_numpy(dtype=np.int8)
+    return y
+
+
+def _list_label_names(train: pd.DataFrame, cfg: CompetitionConfig, submission: pd.DataFrame | None) -> list[str]:
+    if cfg.labels != "auto":
+        return list(cfg.labels)
+    if cfg.label_names_file is not None:
+        if not cfg.label_names_file.is_file():
+            raise KaggleMLCError(f"competition.label_names_file: file not found: {cfg.label_names_file}")
+        return [ln.strip() for ln in cfg.label_names_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if submission is not None and len(submission.columns) > 2:
+        return [c for c in submission.columns if c != cfg.id_column]
+    tokens = train[cfg.label_column].str.split(cfg.label_separator).explode().str.strip()
+    found = sorted(set(tokens[tokens != ""]))
+    return sorted(found, key=int) if all(t.lstrip("-").isdigit() for t in found) else found
+
+
+def _list_labels(train: pd.DataFrame, cfg: CompetitionConfig, submission: pd.DataFrame | None) -> tuple[list[str], np.ndarray]:
+    _require_columns(train, [cfg.label_column], cfg.train, "competition.label_column")
+    names = _list_label_names(train, cfg, submission)
+    index = {name: j for j, name in enumerate(names)}
+    numeric_ids = cfg.labels == "auto" and cfg.label_names_file is not None
+    cells = train[cfg.label_column].str.split(cfg.label_separator)
+    y = np.zeros((len(train), len(names)), dtype=np.int8)
+    for i, cell in enumerate(cells):
+        for token in (t.strip() for t in cell):
+            if not token:
+                continue
+            j = int(token) if numeric_ids and token.isdigit() and int(token) < len(names) else index.get(token)
+            if j is None:
+                raise KaggleMLCError(
+                    f"{cfg.train}: column '{cfg.label_column}' line {i + 2} has unknown label {token!r}; "
+                    f"known labels: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}"
+                )
+            y[i, j] = 1
+    return names, y
+
+
+def _check_ids(ids: pd.Series, path: Path, column: str) -> None:
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise KaggleMLCError(f"{path}: column '{column}' has duplicated ids, e.g. {dup.iloc[0]!r} ({len(dup)} duplicates)")
+
+
+def load_competition(cfg: CompetitionConfig, with_test: bool = True, group_column: str | None = None) -> CompetitionData:
+    """Reads train (and test + sample submission) and returns the validated label schema.
+
+    Args:
+        cfg: the config's competition section.
+        with_test: also read and check the test file against the sample submission.
+        group_column: a train column to return as `groups` (cv.group_column).
+
+    Raises:
+        KaggleMLCError: for every problem with the files the user can fix.
+    """
+    read = lambda path, key: read_table(path, key, cfg.encoding, cfg.delimiter)  # noqa: E731
+    train = read(cfg.train, "competition.train")
+    if train.empty:
+        raise KaggleMLCError(f"{cfg.train}: the training file has no rows")
+    submission = read(cfg.sample_submission, "competition.sample_submission") if cfg.sample_submission else None
+    _require_columns(train, [cfg.id_column], cfg.train, "competition.id_column")
+    _check_ids(train[cfg.id_column], cfg.train, cfg.id_column)
+
+    if cfg.label_format == "list":
+        names, y = _list_labels(train, cfg, submission)
+    else:
+        names = _auto_labels(cfg, submission)
+        if submission is not None and cfg.labels == "auto":
+            missing = [n for n in names if n not in train.columns]
+            if missing:
+                raise KaggleMLCError(
+                    f"{cfg.train}: lacks label columns of the sample submission: {', '.join(missing[:8])}"
+                    f"{' ...' if len(missing) > 8 else ''} (or set competition.label_format: list)"
+                )
+        y = _wide_labels(train, names, cfg)
+    if not names:
+        raise KaggleMLCError("competition.labels: no labels found; list them or check competition.sample_submission")
+    _check_task(cfg, names, y)
+
+    groups = None
+    if group_column:
+        _require_columns(train, [group_column], cfg.train, "cv.group_column")
+        groups = train[group_column].to_numpy(dtype=object)
+
+    data = CompetitionData(
+        task=cfg.task,
+        label_names=names,
+        train_ids=train[cfg.id_column].to_numpy(dtype=object),
+        train_texts=build_texts(train, cfg.text_column, cfg.train, "train"),
+        y=y,
+        groups=groups,
+        submission=submission,
+    )
+    if with_test and cfg.test is not None:
+        _load_test(cfg, data)
+    return data
+
+
+def _check_task(cfg: CompetitionConfig, names: list[str], y: np.ndarray) -> None:
+    if cfg.task == "binary" and len(names) != 1:
+        raise KaggleMLCError(f"competition.task is binary but {len(names)} label columns were found; list the one target in competition.labels")
+    if cfg.task == "multiclass":
+        per_row = y.sum(axis=1)
+        bad = np.flatnonzero(per_row != 1)
+        if len(bad):
+            raise KaggleMLCError(
+                f"{cfg.train}: line {bad[0] + 2} has {per_row[bad[0]]} labels but competition.task is multiclass "
+                f"(exactly one); use task: multilabel"
+            )
+    for name in (n for n, pos in zip(names, y.sum(axis=0)) if pos == 0):
+        warn(f"label '{name}' has no positive rows in {cfg.train.name}; it can never be learned")
+
+
+def _load_test(cfg: CompetitionConfig, data: CompetitionData) -> None:
+    test = read_table(cfg.test, "competition.test", cfg.encoding, cfg.delimiter)
+    _require_columns(test, [cfg.id_column], cfg.test, "competition.id_column")
+    _check_ids(test[cfg.id_column], cfg.test, cfg.id_column)
+    data.test_ids = test[cfg.id_column].to_numpy(dtype=object)
+    data.test_texts = build_texts(test, cfg.text_column, cfg.test, "test")
+    if data.submission is not None:
+        sub = data.submission
+        _require_columns(sub, [cfg.id_column], cfg.sample_submission, "competition.id_column")
+        test_set, sub_set = set(data.test_ids), set(sub[cfg.id_column])
+        if len(sub) != len(test) or test_set != sub_set:
+            only_test = sorted(test_set - sub_set)[:1]
+            only_sub = sorted(sub_set - test_set)[:1]
+            example = f"e.g. {only_test[0]!r} only in test" if only_test else f"e.g. {only_sub[0]!r} only in sample submission" if only_sub else "duplicated ids"
+            raise KaggleMLCError(
+                f"{cfg.test}: ids do not match {cfg.sample_submission.name} ({len(test)} vs {len(sub)} rows, {example})"
+            )

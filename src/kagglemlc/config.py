@@ -1,0 +1,351 @@
+"""The experiment config: YAML → typed pydantic sections, with dotted command-line overrides.
+
+    cfg = load_config("configs/demo.yaml", ["train.lr=3e-5", "cv.folds=3"])
+    cfg.train.lr  # 3e-05
+
+Unknown keys and wrong types are errors naming the key and the allowed values. Relative paths in
+the YAML resolve against the YAML file's folder; relative paths given as overrides resolve against
+the current directory (where the user typed them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+
+from kagglemlc.errors import KaggleMLCError
+from kagglemlc.files import write_yaml
+from kagglemlc.metrics import METRIC_NAMES
+
+DEFAULT_CONFIG = Path("kagglemlc.yaml")
+
+
+def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    base = Path((info.context or {}).get("base_dir", "."))
+    return (base / value.expanduser()).resolve()
+
+
+ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+
+
+class CompetitionConfig(Section):
+    slug: str | None = None
+    """Kaggle competition slug, used by `submit --upload`."""
+    train: ResolvedPath
+    """Training file (CSV or TSV, by extension or sniffed)."""
+    test: ResolvedPath | None = None
+    """Test file: the rows to predict."""
+    sample_submission: ResolvedPath | None = None
+    """The competition's sample submission: fixes the ids, their order and the columns."""
+    id_column: str = "id"
+    """Column holding the row id (kept as a string end to end: leading zeros survive)."""
+    text_column: str | list[str] = "text"
+    """One column, a list of columns (joined with a space), or a template such as "{title} [SEP] {body}"."""
+    labels: Literal["auto"] | list[str] = "auto"
+    """`auto` = the sample submission's columns except the id; or an explicit list of label names."""
+    label_format: Literal["wide", "list"] = "wide"
+    """`wide`: one 0/1 column per label; `list`: one column (`label_column`) holding "anger,joy" or "3,27"."""
+    label_column: str = "labels"
+    """With `label_format: list`: the column holding the labels."""
+    label_separator: str = ","
+    """With `label_format: list`: the separator between labels."""
+    label_names_file: ResolvedPath | None = None
+    """With `label_format: list` and integer labels: a text file with one label name per line (line i = id i)."""
+    task: Literal["multilabel", "multiclass", "binary"] = "multilabel"
+    """multilabel (any number of labels per row), multiclass (exactly one), binary (one 0/1 target)."""
+    metric: Literal[METRIC_NAMES] = "f1_macro"  # type: ignore[valid-type]
+    """The competition metric, used for early stopping, thresholds and blends."""
+    encoding: str = "utf-8"
+    """Encoding of the competition files (utf-8 also accepts a BOM); e.g. latin-1 or cp1252 for legacy files."""
+    delimiter: str | None = None
+    """Field delimiter; default: `,` for .csv, tab for .tsv, sniffed otherwise."""
+
+
+class CVConfig(Section):
+    folds: int = Field(5, ge=2, le=100)
+    """Number of folds (K)."""
+    seed: int = 42
+    """Seed of the split: the same seed gives the same folds."""
+    group_column: str | None = None
+    """Optional train column: rows sharing a value always land in the same fold."""
+
+
+class ModelConfig(Section):
+    name: str = "minilm"
+    """A local path, a hub id already in the local cache, or the bundled alias `minilm`."""
+    kind: Literal["encoder", "decoder", "generative"] = "encoder"
+    """encoder (classification head), decoder (LLM + classification head), generative (text out, parsed)."""
+    max_length: int = Field(128, ge=8)
+    """Longest input in tokens; longer texts are truncated."""
+    cache_dir: ResolvedPath | None = None
+    """Hugging Face cache to look in (default: $HF_HOME / the usual cache). Nothing is downloaded."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with the model. Off unless you trust the model's source."""
+
+
+class AdapterConfig(Section):
+    method: Literal["none", "lora", "qlora", "ia3", "head"] = "none"
+    """none (full fine-tune) | lora | qlora (4-bit base + LoRA) | ia3 | head (frozen base, head only)."""
+    r: int = Field(16, ge=1)
+    """LoRA rank."""
+    alpha: int = Field(32, ge=1)
+    """LoRA alpha."""
+    dropout: float = Field(0.05, ge=0, lt=1)
+    """LoRA dropout."""
+    target_modules: Literal["all-linear"] | list[str] = "all-linear"
+    """Modules that get adapters: `all-linear` or a list of module names."""
+    use_rslora: bool = False
+    """Rank-stabilised LoRA scaling (passed to peft)."""
+    use_dora: bool = False
+    """DoRA (passed to peft)."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory on large models."""
+
+
+class TrainConfig(Section):
+    epochs: int = Field(3, ge=1)
+    """Passes over the fold's training rows."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimiser steps (debugging, smoke runs)."""
+    lr: float = Field(5e-5, gt=0)
+    """Peak learning rate."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay (not applied to biases and norms)."""
+    batch_size: int = Field(32, ge=1)
+    """Training rows per device per step."""
+    eval_batch_size: int = Field(128, ge=1)
+    """Rows per forward pass in evaluation and prediction."""
+    grad_accum: int = Field(1, ge=1)
+    """Gradient accumulation steps."""
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    """Gradient clipping norm; null disables clipping."""
+    scheduler: Literal["linear", "cosine", "constant", "reduce_on_plateau"] = "linear"
+    """Learning-rate schedule after warmup."""
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    """Fraction of the steps spent warming up."""
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = "adamw"
+    """adamw (torch) or the bitsandbytes 8-bit variants."""
+    precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
+    """auto = bf16 where supported (GPU or CPU with AVX512-BF16), else fp16 on GPU, else fp32."""
+    loss: Literal["bce", "focal", "asl", "ce"] = "bce"
+    """bce / focal / asl (asymmetric) for multilabel and binary; ce for multiclass."""
+    class_weights: Literal["none", "balanced", "sqrt"] = "none"
+    """Per-label positive weights from the fold's training rows."""
+    focal_gamma: float = Field(2.0, ge=0)
+    """Focal loss gamma."""
+    asl_gamma_neg: float = Field(4.0, ge=0)
+    """Asymmetric loss: focusing on negatives."""
+    asl_gamma_pos: float = Field(0.0, ge=0)
+    """Asymmetric loss: focusing on positives."""
+    asl_clip: float = Field(0.05, ge=0, lt=1)
+    """Asymmetric loss: probability margin shifted off easy negatives."""
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    """Cross-entropy label smoothing (multiclass)."""
+    eval_every: int | None = Field(None, ge=1)
+    """Evaluate every N optimiser steps; default: once per epoch."""
+    checkpoint_every: int = Field(200, ge=1)
+    """Save resumable state every N optimiser steps (and at every evaluation)."""
+    early_stopping_patience: int | None = Field(2, ge=1)
+    """Stop after this many evaluations without improvement; null: never."""
+    group_by_length: bool = True
+    """Batch rows of similar length together (less padding, faster)."""
+    seed: int = 42
+    """Seed of initialisation, shuffling and dropout."""
+    report_to: Literal["none", "wandb", "tensorboard"] = "none"
+    """Experiment tracker, through accelerate."""
+
+
+class ThresholdsConfig(Section):
+    strategy: Literal["per_label", "global", "fixed"] = "per_label"
+    """per_label (tuned per label on OOF), global (one tuned threshold), fixed (`value`)."""
+    value: float = Field(0.5, gt=0, lt=1)
+    """The threshold used with `strategy: fixed`."""
+
+
+class SubmissionConfig(Section):
+    kind: Literal["labels", "probabilities"] = "labels"
+    """labels (thresholded 0/1 or class names) or probabilities (for AUC / log-loss metrics)."""
+    dir: ResolvedPath | None = None
+    """Where submissions are written; default: ./submissions in the current directory."""
+
+
+class Config(Section):
+    competition: CompetitionConfig
+    cv: CVConfig = CVConfig()
+    model: ModelConfig = ModelConfig()
+    adapter: AdapterConfig = AdapterConfig()
+    train: TrainConfig = TrainConfig()
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+    submission: SubmissionConfig = SubmissionConfig()
+    output_dir: ResolvedPath | None = None
+    """The experiment's directory; default: runs/<config file name> next to the config."""
+    name: str | None = None
+    """Experiment name (submission file names, reports); default: the output directory's name."""
+    meta: dict[str, Any] = {}
+    """Written by kagglemlc into the resolved config.yaml (versions, git commit); ignored on load."""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Config:
+        comp, train = self.competition, self.train
+        if comp.task == "multiclass" and train.loss != "ce":
+            raise ValueError(f"train.loss: multiclass tasks use 'ce', not '{train.loss}'")
+        if comp.task != "multiclass" and train.loss == "ce":
+            raise ValueError(f"train.loss: 'ce' is for multiclass; use bce, focal or asl for {comp.task}")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        assert self.output_dir is not None  # filled by load_config
+        return self.output_dir
+
+
+def _path_keys(model: type[BaseModel]) -> set[str]:
+    return {
+        name
+        for name, field in model.model_fields.items()
+        if any(getattr(m, "func", None) is _resolve_path for m in field.metadata)
+    }
+
+
+def _sections() -> dict[str, type[BaseModel]]:
+    return {
+        name: field.annotation
+        for name, field in Config.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise KaggleMLCError(f"override '{override}': expected section.key=value, e.g. train.lr=3e-5")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.split(".")
+    sections = _sections()
+    top_keys = set(Config.model_fields) - {"meta"}
+    if parts[0] not in top_keys:
+        raise KaggleMLCError(f"override '{override}': unknown section '{parts[0]}'; allowed: {', '.join(sorted(top_keys))}")
+    if parts[0] in sections:
+        section = sections[parts[0]]
+        if len(parts) != 2 or parts[1] not in section.model_fields:
+            allowed = ", ".join(f"{parts[0]}.{k}" for k in section.model_fields)
+            raise KaggleMLCError(f"override '{override}': unknown key '{key}'; allowed: {allowed}")
+        is_path = parts[1] in _path_keys(section)
+        target = raw.setdefault(parts[0], {})
+        if not isinstance(target, dict):
+            raise KaggleMLCError(f"override '{override}': section '{parts[0]}' in the config is not a mapping")
+    else:
+        if len(parts) != 1:
+            raise KaggleMLCError(f"override '{override}': '{parts[0]}' is a top-level key, write {parts[0]}=value")
+        is_path, target = parts[0] in _path_keys(Config), raw
+    if is_path and isinstance(value, str):
+        value = str(Path(value).expanduser().resolve())
+    target[parts[-1]] = value
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (+{err.error_count() - 1} more errors)" if err.error_count() > 1 else ""
+    if first["type"] == "extra_forbidden":
+        parent = first["loc"][:-1]
+        model: type[BaseModel] = Config
+        for part in parent:
+            model = _sections().get(str(part), model)
+        allowed = ", ".join(k for k in model.model_fields if k != "meta")
+        return f"{source}: unknown key '{key}'; allowed keys here: {allowed}{more}"
+    if first["type"] == "missing":
+        return f"{source}: missing required key '{key}'{more}"
+    got = f" (got {first['input']!r})" if first["type"] not in ("value_error", "assertion_error") else ""
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{source}: {key}: {msg}{got}{more}" if not msg.startswith(key) else f"{source}: {msg}{more}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Reads, overrides and validates an experiment config.
+
+    Args:
+        path: the YAML file; default `./kagglemlc.yaml`.
+        overrides: dotted `section.key=value` strings, type-checked like the YAML.
+
+    Raises:
+        KaggleMLCError: missing or unparsable file, unknown key, wrong type or value.
+    """
+    path = Path(path or DEFAULT_CONFIG)
+    if not path.is_file():
+        hint = " (run in a competition folder with a kagglemlc.yaml, or name the config)" if path == DEFAULT_CONFIG else ""
+        raise KaggleMLCError(f"config file not found: {path}{hint}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" line {line + 1}" if line is not None else ""
+        raise KaggleMLCError(f"{path}:{where} not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise KaggleMLCError(f"{path}: expected a mapping of sections (competition:, model:, ...) at the top")
+    raw.pop("meta", None)
+    for override in overrides or []:
+        _apply_override(raw, override)
+    raw.setdefault("output_dir", f"runs/{path.stem}")
+    base_dir = path.resolve().parent
+    try:
+        cfg = Config.model_validate(raw, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise KaggleMLCError(_format_error(str(path), exc)) from None
+    if cfg.submission.dir is None:
+        cfg.submission.dir = Path("submissions").resolve()
+    if cfg.name is None:
+        cfg.name = cfg.run_dir.name
+    cfg.meta = {"config_file": str(path.resolve())}
+    return cfg
+
+
+def _git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for pkg in ("kagglemlc", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "scikit-learn", "pandas"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def settings_dict(cfg: Config) -> dict[str, Any]:
+    """The config's settings as plain data, without the provenance in `meta` (what decides if outputs are current)."""
+    return cfg.model_dump(mode="json", exclude={"meta"})
+
+
+def save_resolved(cfg: Config) -> Path:
+    """Writes `output_dir/config.yaml`: the resolved settings plus versions, git commit and time."""
+    config_file = Path(cfg.meta.get("config_file", "."))
+    meta = {
+        **cfg.meta,
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "git_commit": _git_commit(config_file.parent),
+    }
+    return write_yaml(cfg.run_dir / "config.yaml", {**settings_dict(cfg), "meta": meta})

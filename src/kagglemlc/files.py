@@ -1,0 +1,69 @@
+"""Atomic writes: every file the toolkit writes is either complete or absent.
+
+    write_json(run_dir / "metrics.json", {"f1": 0.5})
+
+Each writer renders into a temporary file in the destination's folder, fsyncs it and renames it
+over the destination (`os.replace` is atomic on POSIX and Windows), so a process killed at any
+moment never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path next to `path`; on success it is renamed to `path`, on error removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the user's usual mode
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def _write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return _write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_yaml(path: str | Path, data: Any) -> Path:
+    return write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def write_parquet(path: str | Path, frame: pd.DataFrame) -> Path:
+    return _write_with(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
+    return _write_with(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))

@@ -1,0 +1,123 @@
+"""K-fold splits that keep every label's positives balanced across folds.
+
+    kagglemlc prepare configs/demo.yaml     # → <output_dir>/folds.parquet (id, fold)
+
+multilabel → iterstrat's MultilabelStratifiedKFold; multiclass/binary → sklearn StratifiedKFold.
+With `cv.group_column`, whole groups are stratified instead of rows, so no group spans two folds.
+The same seed gives the same folds.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+from rich.table import Table
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from kagglemlc.competition import load_competition
+from kagglemlc.config import Config, save_resolved
+from kagglemlc.console import info, stdout, warn
+from kagglemlc.errors import KaggleMLCError
+from kagglemlc.files import write_parquet
+
+FOLDS_FILE = "folds.parquet"
+
+
+def assign_folds(y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Returns the fold (0..n_folds-1) of every row.
+
+    Args:
+        y: (n, L) 0/1 label matrix (one-hot for multiclass, one column for binary).
+        task: multilabel | multiclass | binary.
+        n_folds: K.
+        seed: split seed.
+        groups: optional group key per row; rows of a group share a fold.
+    """
+    n = len(y)
+    if n < n_folds:
+        raise KaggleMLCError(f"cv.folds is {n_folds} but train has only {n} rows; lower cv.folds")
+    if groups is not None:
+        codes, group_of_row = np.unique(groups.astype(str), return_inverse=True)
+        if len(codes) < n_folds:
+            raise KaggleMLCError(f"cv.group_column has {len(codes)} groups, fewer than cv.folds={n_folds}")
+        group_y = np.zeros((len(codes), y.shape[1]), dtype=y.dtype)
+        np.maximum.at(group_y, group_of_row, y)
+        if task == "multilabel":
+            return assign_folds(group_y, task, n_folds, seed)[group_of_row]
+        # single-label groups: sklearn's grouped splitter keeps rows of a group together itself
+        fold = np.empty(n, dtype=np.int16)
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        for k, (_, val) in enumerate(splitter.split(np.zeros(n), y.argmax(axis=1), group_of_row)):
+            fold[val] = k
+        return fold
+
+    fold = np.empty(n, dtype=np.int16)
+    if task == "multilabel":
+        splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(n), y)
+    else:
+        target = y.argmax(axis=1) if task == "multiclass" else y[:, 0]
+        smallest = np.bincount(target).min()
+        if smallest < n_folds:
+            warn(f"the rarest class has {smallest} rows, fewer than cv.folds={n_folds}; some folds will lack it")
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(n), target)
+    for k, (_, val) in enumerate(splits):
+        fold[val] = k
+    return fold
+
+
+def fold_counts(y: np.ndarray, fold: np.ndarray, n_folds: int) -> np.ndarray:
+    """(L, K) positives of every label in every fold."""
+    one_hot = np.eye(n_folds, dtype=np.int64)[fold]
+    return y.astype(np.int64).T @ one_hot
+
+
+def _print_table(label_names: list[str], counts: np.ndarray, rows_per_fold: np.ndarray) -> None:
+    table = Table(title="rows and positives per fold", show_edge=False)
+    table.add_column("label")
+    for k in range(counts.shape[1]):
+        table.add_column(f"fold {k}", justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("spread", justify="right")
+    table.add_row("rows", *map(str, rows_per_fold), str(rows_per_fold.sum()), str(np.ptp(rows_per_fold)), end_section=True)
+    for name, row in zip(label_names, counts):
+        table.add_row(name, *map(str, row), str(row.sum()), str(np.ptp(row)))
+    stdout.print(table)
+
+
+def read_folds(run_dir: Path) -> pd.DataFrame:
+    """The experiment's folds (id as string, fold as int); a clear error when prepare has not run."""
+    path = run_dir / FOLDS_FILE
+    if not path.is_file():
+        raise KaggleMLCError(f"{path} not found; run `kagglemlc prepare` with this config first")
+    return pd.read_parquet(path)
+
+
+def prepare(cfg: Config) -> Path:
+    """Validates the competition files, splits train into folds and writes `folds.parquet`.
+
+    Returns:
+        The path of folds.parquet.
+    """
+    start = time.perf_counter()
+    data = load_competition(cfg.competition, with_test=True, group_column=cfg.cv.group_column)
+    fold = assign_folds(data.y, data.task, cfg.cv.folds, cfg.cv.seed, data.groups)
+    counts = fold_counts(data.y, fold, cfg.cv.folds)
+    for name, total in zip(data.label_names, counts.sum(axis=1)):
+        if 0 < total < cfg.cv.folds:
+            warn(f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: some folds validate without it")
+    save_resolved(cfg)
+    path = write_parquet(cfg.run_dir / FOLDS_FILE, pd.DataFrame({"id": data.train_ids.astype(str), "fold": fold}))
+    _print_table(data.label_names, counts, np.bincount(fold, minlength=cfg.cv.folds))
+    spread = np.ptp(counts, axis=1)
+    worst = int(spread.argmax())
+    info(
+        f"{len(fold):,} rows × {len(data.label_names)} labels in {cfg.cv.folds} folds; worst per-label spread "
+        f"{spread[worst]} ('{data.label_names[worst]}'); {time.perf_counter() - start:.1f}s → {path}"
+    )
+    return path
