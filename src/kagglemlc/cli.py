@@ -58,6 +58,25 @@ def prepare(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> 
     run_prepare(_config(config, overrides))
 
 
+FOLD_OPT = typer.Option(None, "--fold", "-f", help="Only this fold (default: every fold in turn).", show_default=False)
+
+
+@app.command()
+def train(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG, fold: int | None = FOLD_OPT) -> None:
+    """Train one fold (or every fold): best model, OOF and test probabilities per fold; resumes after a crash."""
+    from kagglemlc.train import train as run_train
+
+    run_train(_config(config, overrides), fold)
+
+
+@app.command()
+def predict(config: Path = CONFIG_ARG, fold: int | None = FOLD_OPT) -> None:
+    """Test-set probabilities from the saved fold models (fold{k}/test.parquet, then test.parquet)."""
+    from kagglemlc.predict import predict as run_predict
+
+    run_predict(_config(config, None), fold)
+
+
 def main() -> None:
     """Console-script entry point: user errors → one line on stderr, exit code 2."""
     try:

@@ -1,0 +1,90 @@
+"""Losses, a dict lookup on `train.loss`, with class weights from the fold's training rows.
+
+    loss_fn = build_loss(cfg.train, task="multilabel", y_train=y[train_idx])
+    loss = loss_fn(logits, targets)          # targets: (n, L) float 0/1, or class indices for multiclass
+
+Multilabel / binary: bce, focal, asl (asymmetric loss, Ridnik et al. 2021). Multiclass: ce.
+`class_weights`: none | balanced (pos_weight = negatives / positives per label) | sqrt (its square root).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kagglemlc.config import TrainConfig
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def class_weights(y_train: np.ndarray, task: str, mode: str) -> torch.Tensor | None:
+    """Per-label positive weights (multilabel/binary) or per-class weights (multiclass); None for `none`."""
+    if mode == "none":
+        return None
+    y = y_train.astype(np.float64)
+    if task == "multiclass":
+        counts = np.maximum(y.sum(axis=0), 1.0)
+        weights = len(y) / (y.shape[1] * counts)
+    else:
+        pos = np.maximum(y.sum(axis=0), 1.0)
+        weights = (len(y) - pos) / pos
+    if mode == "sqrt":
+        weights = np.sqrt(weights)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _bce(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        pos_weight = None if weights is None else weights.to(logits.device)
+        return F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=pos_weight)
+
+    return loss
+
+
+def _focal(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        pos_weight = None if weights is None else weights.to(logits.device)
+        bce = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight, reduction="none")
+        p = torch.sigmoid(logits)
+        p_t = p * targets + (1 - p) * (1 - targets)
+        return ((1 - p_t) ** cfg.focal_gamma * bce).mean()
+
+    return loss
+
+
+def _asl(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(logits.float())
+        p_neg = (p - cfg.asl_clip).clamp(min=0) if cfg.asl_clip > 0 else p  # shift easy negatives to zero loss
+        loss_pos = targets * torch.log(p.clamp(min=1e-8)) * (1 - p) ** cfg.asl_gamma_pos
+        loss_neg = (1 - targets) * torch.log((1 - p_neg).clamp(min=1e-8)) * p_neg**cfg.asl_gamma_neg
+        if weights is not None:
+            loss_pos = loss_pos * weights.to(logits.device)
+        return -(loss_pos + loss_neg).mean()
+
+    return loss
+
+
+def _ce(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        weight = None if weights is None else weights.to(logits.device)
+        return F.cross_entropy(logits.float(), targets.argmax(dim=1), weight=weight, label_smoothing=cfg.label_smoothing)
+
+    return loss
+
+
+LOSSES: dict[str, Callable[[torch.Tensor | None, TrainConfig], LossFn]] = {
+    "bce": _bce,
+    "focal": _focal,
+    "asl": _asl,
+    "ce": _ce,
+}
+
+
+def build_loss(cfg: TrainConfig, task: str, y_train: np.ndarray) -> LossFn:
+    """The configured loss; targets are always the (n, L) 0/1 matrix (one-hot for multiclass)."""
+    return LOSSES[cfg.loss](class_weights(y_train, task, cfg.class_weights), cfg)

@@ -1,0 +1,126 @@
+"""Probabilities from a model: length-sorted batches, inference mode, sharded over processes.
+
+    kagglemlc predict configs/demo.yaml --fold 0     # → fold0/test.parquet, then test.parquet when all folds exist
+
+`predict_probs` is what training uses for validation too, so OOF and test predictions come from
+one code path. Rows are sorted by length for speed and every probability is put back in its row's
+place, so ids never get permuted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+
+from kagglemlc.batching import Encodings, collate, sorted_batches, tokenize
+from kagglemlc.competition import CompetitionData, load_competition
+from kagglemlc.config import Config
+from kagglemlc.console import info
+from kagglemlc.errors import KaggleMLCError
+from kagglemlc.files import write_parquet
+from kagglemlc.folds import read_folds
+
+
+def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """Softmax for multiclass, sigmoid otherwise (multilabel, binary)."""
+    return torch.softmax(logits.float(), dim=-1) if task == "multiclass" else torch.sigmoid(logits.float())
+
+
+def predict_probs(
+    model: torch.nn.Module, enc: Encodings, rows: np.ndarray, accelerator: Accelerator, batch_size: int, task: str
+) -> np.ndarray:
+    """Probabilities for `rows` of `enc`, in the order of `rows`.
+
+    Batches are dealt round-robin to the processes and gathered back by position, so with N
+    processes every row is predicted exactly once, however uneven the last batch is.
+    """
+    batches = sorted_batches(enc.lengths[rows], batch_size)
+    mine = batches[accelerator.process_index :: accelerator.num_processes]
+    pad = 8 if accelerator.device.type == "cuda" else None
+    model.eval()
+    results = []
+    with torch.inference_mode(), accelerator.autocast():
+        for positions in mine:
+            batch = {k: v.to(accelerator.device) for k, v in collate(enc, rows[positions], pad).items()}
+            results.append((positions, probabilities(model(**batch).logits, task).cpu().numpy()))
+    if accelerator.num_processes > 1:
+        results = gather_object(results)
+    n_out = results[0][1].shape[1] if results else 0
+    out = np.full((len(rows), n_out), np.nan, dtype=np.float32)
+    for positions, probs in results:
+        out[positions] = probs
+    return out
+
+
+def probability_frame(ids: np.ndarray, probs: np.ndarray, label_names: list[str]) -> pd.DataFrame:
+    """id + one probability column per label, the layout of every oof/test parquet."""
+    frame = pd.DataFrame(probs, columns=label_names[: probs.shape[1]])
+    frame.insert(0, "id", np.asarray(ids).astype(str))
+    return frame
+
+
+def fold_dir(cfg: Config, fold: int):
+    return cfg.run_dir / f"fold{fold}"
+
+
+def fold_complete(cfg: Config, fold: int) -> bool:
+    return (fold_dir(cfg, fold) / "metrics.json").is_file()
+
+
+def combine_folds(cfg: Config, data: CompetitionData) -> bool:
+    """Writes the top-level oof.parquet and fold-averaged test.parquet once every fold is complete.
+
+    Returns:
+        True when both were written.
+    """
+    folds = range(cfg.cv.folds)
+    if not all(fold_complete(cfg, k) for k in folds):
+        return False
+    oof = pd.concat([pd.read_parquet(fold_dir(cfg, k) / "oof.parquet") for k in folds])
+    oof = oof.set_index("id")
+    train_ids = data.train_ids.astype(str)
+    if len(oof) != len(train_ids) or oof.index.has_duplicates or not oof.index.isin(train_ids).all():
+        raise KaggleMLCError(f"{cfg.run_dir}: the folds' oof.parquet files do not cover train exactly once; rerun train")
+    write_parquet(cfg.run_dir / "oof.parquet", oof.loc[train_ids].reset_index())
+    tests = [fold_dir(cfg, k) / "test.parquet" for k in folds]
+    if data.test_ids is not None and all(p.is_file() for p in tests):
+        frames = [pd.read_parquet(p).set_index("id").loc[data.test_ids.astype(str)] for p in tests]
+        mean = sum(f.to_numpy(dtype=np.float64) for f in frames) / len(frames)
+        write_parquet(cfg.run_dir / "test.parquet", probability_frame(data.test_ids, mean, list(frames[0].columns)))
+    info(f"all {cfg.cv.folds} folds complete → {cfg.run_dir / 'oof.parquet'}")
+    return True
+
+
+def predict_test(model: torch.nn.Module, tokenizer, cfg: Config, data: CompetitionData, accelerator: Accelerator, fold: int) -> None:
+    """Test probabilities of one fold's model → fold{k}/test.parquet (main process writes)."""
+    if data.test_texts is None:
+        return
+    enc = tokenize(tokenizer, data.test_texts, cfg.model.max_length)
+    probs = predict_probs(model, enc, np.arange(len(data.test_texts)), accelerator, cfg.train.eval_batch_size, data.task)
+    if accelerator.is_main_process:
+        write_parquet(fold_dir(cfg, fold) / "test.parquet", probability_frame(data.test_ids, probs, data.label_names))
+
+
+def predict(cfg: Config, fold: int | None = None) -> None:
+    """Test probabilities from the saved model of one fold (or every fold)."""
+    from kagglemlc.modeling import build_tokenizer, load_trained
+    from kagglemlc.train import make_accelerator
+
+    data = load_competition(cfg.competition)
+    if data.test_texts is None:
+        raise KaggleMLCError("competition.test is not set: there is nothing to predict")
+    read_folds(cfg.run_dir)
+    accelerator = make_accelerator(cfg)
+    for k in [fold] if fold is not None else range(cfg.cv.folds):
+        model_dir = fold_dir(cfg, k) / "model"
+        if not model_dir.is_dir():
+            raise KaggleMLCError(f"{model_dir} not found; run `kagglemlc train --fold {k}` first")
+        tokenizer = build_tokenizer(cfg, str(model_dir))
+        model = accelerator.prepare_model(load_trained(cfg, model_dir, data), evaluation_mode=True)
+        predict_test(model, tokenizer, cfg, data, accelerator, k)
+        info(f"fold {k}: test predictions → {fold_dir(cfg, k) / 'test.parquet'}")
+    if accelerator.is_main_process:
+        combine_folds(cfg, data)

@@ -1,0 +1,362 @@
+"""One explicit Accelerate training loop, for every model kind, fold by fold, resumable.
+
+    kagglemlc train configs/demo.yaml --fold 0
+    torchrun --nproc_per_node 2 -m kagglemlc train configs/demo.yaml --fold 0
+
+Per fold: train on the other folds' rows, evaluate on this fold's rows with the competition metric
+(every epoch or every `train.eval_every` steps), keep the best model in fold{k}/model/ and its
+validation probabilities in fold{k}/oof.parquet, stop early without improvement, then predict the
+test set with the best model. Resumable state (model, optimiser, scheduler, RNG, position in the
+epoch) is saved to fold{k}/checkpoint/ every `train.checkpoint_every` steps and at every evaluation,
+so the same command after a crash continues where the run stopped and ends with the same predictions.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from kagglemlc.batching import Encodings, collate, length_grouped_batches, tokenize
+from kagglemlc.competition import CompetitionData, load_competition
+from kagglemlc.config import Config, TrainConfig, save_resolved, settings_dict
+from kagglemlc.console import info, is_main_process, stderr
+from kagglemlc.errors import KaggleMLCError
+from kagglemlc.files import write_json, write_parquet
+from kagglemlc.folds import read_folds
+from kagglemlc.losses import build_loss
+from kagglemlc.metrics import score
+from kagglemlc.modeling import build_model, build_tokenizer, count_parameters, load_trained
+from kagglemlc.predict import combine_folds, fold_complete, fold_dir, predict_probs, predict_test, probability_frame
+
+PROGRESS_FILE = "progress.json"
+
+
+def cpu_supports_bf16() -> bool:
+    """AVX512-BF16 or AMX on x86 Linux: bf16 autocast is then faster than fp32 on the CPU."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """auto → bf16 where supported (GPU, or CPU with AVX512-BF16), else fp16 on GPU, else no (fp32)."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_supports_bf16() else "no"
+
+
+def make_accelerator(cfg: Config) -> Accelerator:
+    log_with = None if cfg.train.report_to == "none" else cfg.train.report_to
+    try:
+        return Accelerator(
+            mixed_precision=resolve_precision(cfg.train.precision), log_with=log_with, project_dir=str(cfg.run_dir)
+        )
+    except (ImportError, ValueError) as exc:
+        raise KaggleMLCError(f"train.report_to / train.precision: {exc}") from None
+
+
+class Schedule:
+    """Learning-rate factor per step: linear warmup, then linear / cosine / constant decay.
+
+    `reduce_on_plateau` keeps the factor constant after warmup and halves `plateau_scale` after each
+    evaluation without improvement. A callable object (not a lambda) so LambdaLR checkpoints its state.
+    """
+
+    def __init__(self, kind: str, warmup_steps: int, total_steps: int):
+        self.kind, self.warmup_steps, self.total_steps = kind, warmup_steps, max(total_steps, 1)
+        self.plateau_scale = 1.0
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        if self.kind == "linear":
+            return max(0.0, 1.0 - progress)
+        if self.kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return self.plateau_scale  # constant, reduce_on_plateau
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW (torch or bitsandbytes 8-bit) with no weight decay on biases and norms."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for _, p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    import bitsandbytes as bnb
+
+    cls = bnb.optim.AdamW8bit if cfg.optimizer == "adamw_8bit" else bnb.optim.PagedAdamW8bit
+    return cls(groups, lr=cfg.lr)
+
+
+@dataclass
+class FoldState:
+    """Where a fold's training stands; saved with every checkpoint."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    step: int = 0
+    samples: int = 0
+    train_seconds: float = 0.0
+    best_metric: float = -math.inf
+    best_step: int = -1
+    bad_evals: int = 0
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Swaps a fully written folder into place; the old one survives until the new one is there."""
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _peak_memory_mb(device: torch.device) -> dict[str, float | None]:
+    cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return {"cpu_rss": round(cpu, 1), "gpu_max_allocated": None if gpu is None else round(gpu, 1)}
+
+
+class FoldTrainer:
+    """The state of one fold's run; `fit()` is the loop."""
+
+    def __init__(self, cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fold: int):
+        self.cfg, self.data, self.fold = cfg, data, fold
+        self.dir = fold_dir(cfg, fold)
+        self.accelerator = make_accelerator(cfg)
+        set_seed(cfg.train.seed + fold)
+        self.tokenizer = build_tokenizer(cfg)
+        self.model = build_model(cfg, data.label_names, data.task)
+        self.enc: Encodings = tokenize(self.tokenizer, data.train_texts, cfg.model.max_length)
+        self.train_rows = np.flatnonzero(fold_of_row != fold)
+        self.val_rows = np.flatnonzero(fold_of_row == fold)
+        self.targets = torch.as_tensor(data.y[:, : self.model.config.num_labels], dtype=torch.float32)
+        self.loss_fn = build_loss(cfg.train, data.task, data.y[self.train_rows])
+        world, t = self.accelerator.num_processes, cfg.train
+        self.global_batch = t.batch_size * world
+        self.steps_per_epoch = math.ceil(len(self.train_rows) / self.global_batch / t.grad_accum)
+        total = self.steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, self.steps_per_epoch * t.epochs)
+        self.total_steps = total
+        self.schedule = Schedule(t.scheduler, int(t.warmup_ratio * total), total)
+        self.trainable, self.total_params = count_parameters(self.model)
+        optimizer = build_optimizer(t, self.model)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.progress = FoldState()
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        tmp, final = self.dir / "checkpoint.tmp", self.dir / "checkpoint"
+        if self.accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(tmp))
+        if self.accelerator.is_main_process:
+            write_json(tmp / PROGRESS_FILE, asdict(self.progress))
+            _replace_dir(tmp, final)
+        self.accelerator.wait_for_everyone()
+
+    def maybe_resume(self) -> None:
+        ckpt = self.dir / "checkpoint"
+        if not (ckpt / PROGRESS_FILE).is_file():
+            ckpt = self.dir / "checkpoint.old"  # killed between the two renames of _replace_dir
+        if not (ckpt / PROGRESS_FILE).is_file():
+            return
+        try:
+            self.accelerator.load_state(str(ckpt))
+            self.progress = FoldState(**json.loads((ckpt / PROGRESS_FILE).read_text()))
+        except Exception as exc:  # a truncated or corrupted checkpoint
+            raise KaggleMLCError(
+                f"{ckpt}: checkpoint is unreadable ({type(exc).__name__}); delete it to restart fold {self.fold}"
+            ) from None
+        info(f"fold {self.fold}: resuming at step {self.progress.step} (epoch {self.progress.epoch})")
+
+    def save_best(self, val_probs: np.ndarray) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        tmp = self.dir / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        _replace_dir(tmp, self.dir / "model")
+        frame = probability_frame(self.data.train_ids[self.val_rows], val_probs, self.data.label_names)
+        write_parquet(self.dir / "oof.parquet", frame)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def train_step(self, micro_batches: list[np.ndarray]) -> float:
+        acc, rank, world = self.accelerator, self.accelerator.process_index, self.accelerator.num_processes
+        pad = 8 if acc.device.type == "cuda" else None
+        self.model.train()
+        total = 0.0
+        for i, rows in enumerate(micro_batches):
+            mine = rows[rank::world]
+            batch = {k: v.to(acc.device) for k, v in collate(self.enc, mine, pad).items()}
+            sync = i == len(micro_batches) - 1
+            with acc.autocast(), (torch.enable_grad() if sync else acc.no_sync(self.model)):
+                loss = self.loss_fn(self.model(**batch).logits, self.targets[mine].to(acc.device)) / len(micro_batches)
+                acc.backward(loss)
+            total += loss.item()
+        if self.cfg.train.max_grad_norm:
+            acc.clip_grad_norm_(self.model.parameters(), self.cfg.train.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def evaluate(self, train_loss: float) -> bool:
+        """Scores the fold's validation rows; returns True when training should stop early."""
+        t, p = self.cfg.train, self.progress
+        probs = predict_probs(self.model, self.enc, self.val_rows, self.accelerator, t.eval_batch_size, self.data.task)
+        metric = score(self.cfg.competition.metric, self.data.y[self.val_rows][:, : probs.shape[1]], probs, self.data.task)
+        entry = {"step": p.step, "epoch": round(p.step / self.steps_per_epoch, 3), "train_loss": round(train_loss, 6),
+                 "metric": metric, "lr": self.scheduler.get_last_lr()[0]}
+        p.history.append(entry)
+        if metric > p.best_metric:
+            p.best_metric, p.best_step, p.bad_evals = metric, p.step, 0
+            self.save_best(probs)
+        else:
+            p.bad_evals += 1
+            if t.scheduler == "reduce_on_plateau":
+                self.schedule.plateau_scale *= 0.5
+        p.stopped_early = t.early_stopping_patience is not None and p.bad_evals >= t.early_stopping_patience
+        self.accelerator.log({"train_loss": train_loss, self.cfg.competition.metric: metric}, step=p.step)
+        self.save_checkpoint()
+        rate = p.samples / max(p.train_seconds, 1e-9)
+        info(f"fold {self.fold} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: loss {train_loss:.4f} "
+             f"{self.cfg.competition.metric} {metric:.4f} (best {p.best_metric:.4f} @ {p.best_step}) {rate:.0f} samples/s")
+        return p.stopped_early
+
+    def fit(self) -> None:
+        t, p, acc = self.cfg.train, self.progress, self.accelerator
+        self.maybe_resume()
+        bar = Progress(TextColumn(f"fold {self.fold}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                       TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=stderr,
+                       disable=not (acc.is_main_process and stderr.is_terminal))
+        done = p.stopped_early or p.step >= self.total_steps
+        with bar:
+            task = bar.add_task("train", total=self.total_steps, completed=p.step, status="")
+            running_loss, n_loss = 0.0, 0
+            while not done and p.epoch < t.epochs:
+                batches = length_grouped_batches(self.enc.lengths[self.train_rows], self.global_batch, t.seed + self.fold,
+                                                 p.epoch, t.group_by_length)
+                # every process needs rows in every batch: drop a last batch smaller than the world
+                batches = [self.train_rows[b] for b in batches if len(b) >= acc.num_processes]
+                groups = [batches[i : i + t.grad_accum] for i in range(0, len(batches), t.grad_accum)]
+                for micro_batches in groups[p.step_in_epoch :]:
+                    start = time.perf_counter()
+                    running_loss += self.train_step(micro_batches)
+                    n_loss += 1
+                    p.train_seconds += time.perf_counter() - start
+                    p.samples += sum(len(b) for b in micro_batches)
+                    p.step += 1
+                    p.step_in_epoch += 1
+                    last_in_epoch = p.step_in_epoch == len(groups)
+                    if last_in_epoch:
+                        p.epoch, p.step_in_epoch = p.epoch + 1, 0
+                    finished = p.step >= self.total_steps or (last_in_epoch and p.epoch >= t.epochs)
+                    due = (p.step % t.eval_every == 0) if t.eval_every else last_in_epoch
+                    bar.update(task, completed=p.step, status=f"loss {running_loss / n_loss:.4f} "
+                               f"{p.samples / max(p.train_seconds, 1e-9):.0f} samples/s")
+                    if due or finished:
+                        done = self.evaluate(running_loss / n_loss) or finished
+                        running_loss, n_loss = 0.0, 0
+                    elif p.step % t.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if done:
+                        break
+        self.finish()
+
+    def finish(self) -> None:
+        """Best model → test predictions, metrics.json (the fold's completion mark), checkpoint removed."""
+        acc, p = self.accelerator, self.progress
+        acc.wait_for_everyone()
+        start = time.perf_counter()
+        best = acc.prepare_model(load_trained(self.cfg, self.dir / "model", self.data), evaluation_mode=True)
+        predict_test(best, self.tokenizer, self.cfg, self.data, acc, self.fold)
+        predict_seconds = time.perf_counter() - start
+        if acc.is_main_process:
+            n_test = 0 if self.data.test_texts is None else len(self.data.test_texts)
+            write_json(self.dir / "metrics.json", {
+                "fold": self.fold,
+                "metric_name": self.cfg.competition.metric,
+                "best_metric": p.best_metric,
+                "best_step": p.best_step,
+                "stopped_early": p.stopped_early,
+                "steps": p.step,
+                "history": p.history,
+                "trainable_params": self.trainable,
+                "total_params": self.total_params,
+                "train_rows": len(self.train_rows),
+                "val_rows": len(self.val_rows),
+                "wall_seconds": round(p.train_seconds + predict_seconds, 2),
+                "train_seconds": round(p.train_seconds, 2),
+                "samples_per_second": round(p.samples / max(p.train_seconds, 1e-9), 2),
+                "predict_samples_per_second": round(n_test / max(predict_seconds, 1e-9), 2),
+                "precision": resolve_precision(self.cfg.train.precision),
+                "processes": acc.num_processes,
+                "peak_memory_mb": _peak_memory_mb(acc.device),
+            })
+            shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)
+            shutil.rmtree(self.dir / "checkpoint.old", ignore_errors=True)
+        acc.end_training()
+        acc.wait_for_everyone()
+
+
+def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:
+    """The fold of every train row (in train-file order), from folds.parquet."""
+    folds = read_folds(cfg.run_dir).set_index("id")["fold"]
+    ids = data.train_ids.astype(str)
+    if len(folds) != len(ids) or not folds.index.isin(ids).all():
+        raise KaggleMLCError(f"{cfg.run_dir / 'folds.parquet'} does not match {cfg.competition.train}; rerun `kagglemlc prepare`")
+    fold = folds.loc[ids].to_numpy()
+    if fold.max() >= cfg.cv.folds:
+        raise KaggleMLCError(f"folds.parquet has {fold.max() + 1} folds but cv.folds is {cfg.cv.folds}; rerun `kagglemlc prepare`")
+    return fold
+
+
+def train(cfg: Config, fold: int | None = None) -> None:
+    """Trains one fold (or every fold in turn), then combines the folds when all are complete."""
+    if fold is not None and not 0 <= fold < cfg.cv.folds:
+        raise KaggleMLCError(f"--fold {fold}: cv.folds is {cfg.cv.folds}, so folds are 0..{cfg.cv.folds - 1}")
+    data = load_competition(cfg.competition)
+    fold_of_row = fold_assignment(cfg, data)
+    if is_main_process():
+        save_resolved(cfg)
+    for k in [fold] if fold is not None else range(cfg.cv.folds):
+        if fold_complete(cfg, k):
+            info(f"fold {k}: already complete ({fold_dir(cfg, k) / 'metrics.json'}); delete the folder to retrain")
+            continue
+        trainer = FoldTrainer(cfg, data, fold_of_row, k)
+        if cfg.train.report_to != "none":
+            trainer.accelerator.init_trackers(f"{cfg.name}-fold{k}", config=settings_dict(cfg))
+        trainer.fit()
+        del trainer
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    if is_main_process():
+        combine_folds(cfg, data)
