@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from kagglemlc.cli import main
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 LABELS = ["joy", "anger", "fear"]
 WORDS = {"joy": "happy", "anger": "furious", "fear": "scared"}
-FILLER = "the a day it was and then we saw some news about town".split()
+FILLER = ["the", "a", "day", "it", "was", "and", "then", "we", "saw", "some", "news", "about", "town"]
 
 
 def toy_frame(n: int, seed: int = 0, id_prefix: str = "r") -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """kagglemlc: Kaggle text-classification competitions from one YAML.
 
-    kagglemlc prepare configs/demo.yaml      # K-fold multilabel-stratified splits
+kagglemlc prepare configs/demo.yaml      # K-fold multilabel-stratified splits
 """
 
 from importlib.metadata import PackageNotFoundError, version

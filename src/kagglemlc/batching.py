@@ -62,7 +62,10 @@ def length_grouped_batches(
     if group_by_length:
         mega = batch_size * MEGA_BATCH
         order = np.concatenate(
-            [chunk[np.argsort(-lengths[chunk], kind="stable")] for chunk in np.array_split(order, range(mega, len(order), mega))]
+            [
+                chunk[np.argsort(-lengths[chunk], kind="stable")]
+                for chunk in np.array_split(order, range(mega, len(order), mega))
+            ]
         )
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if group_by_length:

@@ -77,6 +77,75 @@ def predict(config: Path = CONFIG_ARG, fold: int | None = FOLD_OPT) -> None:
     run_predict(_config(config, None), fold)
 
 
+@app.command("tune-thresholds")
+def tune_thresholds(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
+    """Tune decision thresholds on the OOF probabilities → thresholds.json (CV untuned, tuned and nested)."""
+    from kagglemlc.thresholds import tune_thresholds as run_tune
+
+    run_tune(_config(config, overrides))
+
+
+CONFIGS_ARG = typer.Argument(..., help="The members' configs (YAML or <output_dir>/config.yaml).", show_default=False)
+BLEND_NAME_OPT = typer.Option(
+    None,
+    "--name",
+    "-n",
+    help="Writes blend-NAME/ beside the first member (default: the names joined by '+').",
+    show_default=False,
+)
+
+
+@app.command()
+def ensemble(
+    configs: list[Path] = CONFIGS_ARG,
+    name: str | None = BLEND_NAME_OPT,
+    method: str = typer.Option("mean", "--method", "-m", help="Fold averaging: mean | rank | geometric."),
+) -> None:
+    """Blend experiments: non-negative weights fitted on OOF for the metric, thresholds re-tuned → blend-NAME/."""
+    from kagglemlc.ensemble import ensemble as run_ensemble
+
+    run_ensemble(configs, name, method)
+
+
+@app.command()
+def submit(
+    config: Path = CONFIG_ARG,
+    overrides: list[str] = OVERRIDES_ARG,
+    message: str | None = typer.Option(None, "--message", "-m", help="Description (default: '<name> CV <cv>')."),
+    upload: bool = typer.Option(False, "--upload", help="Also send it to Kaggle with the official kaggle client."),
+    refresh_scores: bool = typer.Option(
+        False, "--refresh-scores", help="Instead: fetch public scores from Kaggle into submissions/log.csv."
+    ),
+) -> None:
+    """Write the submission CSV, validated against the sample submission, and log it; --upload sends it to Kaggle."""
+    from kagglemlc.submit import refresh_scores as run_refresh_scores
+    from kagglemlc.submit import submit as run_submit
+
+    cfg = _config(config, overrides)
+    if refresh_scores:
+        run_refresh_scores(cfg)
+    else:
+        run_submit(cfg, message, upload)
+
+
+@app.command()
+def report(
+    configs: list[Path] = typer.Argument(
+        None, help="Experiment YAMLs or <output_dir>/config.yaml files (default: ./kagglemlc.yaml).", show_default=False
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout; write no files."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Default: <first output_dir>/report.md."),
+) -> None:
+    """CV untuned/tuned/nested, per-label P/R/F1, params, time, memory, public scores → report.md + PNG plots."""
+    import json
+
+    from kagglemlc.report import report as run_report
+
+    result = run_report(configs or [None], as_json=as_json, output=output)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+
+
 def main() -> None:
     """Console-script entry point: user errors → one line on stderr, exit code 2."""
     try:

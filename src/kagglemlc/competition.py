@@ -51,6 +51,16 @@ def _sniff_delimiter(path: Path, encoding: str) -> str:
         return ","
 
 
+def _first_bad_line(path: Path, encoding: str) -> str:
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as exc:
+                return f"byte {line[exc.start]:#x} on line {number}"
+    return "undecodable bytes"
+
+
 def read_table(path: Path, key: str, encoding: str = "utf-8", delimiter: str | None = None) -> pd.DataFrame:
     """Reads a CSV/TSV with every cell as a string ("" for empty cells).
 
@@ -66,16 +76,18 @@ def read_table(path: Path, key: str, encoding: str = "utf-8", delimiter: str | N
     sep = delimiter or _EXT_DELIMITERS.get(path.suffix.lower()) or _sniff_delimiter(path, enc)
     try:
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=enc)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         raise KaggleMLCError(
-            f"{path}: not valid {encoding} (byte {exc.object[exc.start]:#x} at offset {exc.start}); "
+            f"{path}: not valid {encoding} ({_first_bad_line(path, enc)}); "
             f"set competition.encoding (e.g. competition.encoding=latin-1)"
         ) from None
     except pd.errors.EmptyDataError:
         raise KaggleMLCError(f"{path}: the file is empty") from None
     except pd.errors.ParserError as exc:
         detail = str(exc).strip().splitlines()[-1]
-        raise KaggleMLCError(f"{path}: cannot parse as delimited text ({detail}); check competition.delimiter") from None
+        raise KaggleMLCError(
+            f"{path}: cannot parse as delimited text ({detail}); check competition.delimiter"
+        ) from None
     except LookupError:
         raise KaggleMLCError(f"competition.encoding: unknown encoding '{encoding}'") from None
     return frame
@@ -101,9 +113,10 @@ def build_texts(frame: pd.DataFrame, spec: str | list[str], path: Path, which: s
         _require_columns(frame, [spec], path, "competition.text_column")
         texts = frame[spec]
     texts = texts.astype(str)
-    empty = int((texts.str.strip() == "").sum())
-    if empty:
-        warn(f"{path}: {empty} {which} rows have an empty text; they are used as \"\"")
+    blank = texts.str.strip() == ""
+    if blank.any():
+        warn(f'{path}: {int(blank.sum())} {which} rows have an empty text; they are used as ""')
+        texts = texts.where(~blank, "")
     return texts.tolist()
 
 
@@ -111,7 +124,9 @@ def _auto_labels(cfg: CompetitionConfig, submission: pd.DataFrame | None) -> lis
     if cfg.labels != "auto":
         return list(cfg.labels)
     if submission is None:
-        raise KaggleMLCError("competition.labels is 'auto' but competition.sample_submission is not set; list the labels")
+        raise KaggleMLCError(
+            "competition.labels is 'auto' but competition.sample_submission is not set; list the labels"
+        )
     return [c for c in submission.columns if c != cfg.id_column]
 
 
@@ -150,7 +165,9 @@ def _list_label_names(train: pd.DataFrame, cfg: CompetitionConfig, submission: p
     return sorted(found, key=int) if all(t.lstrip("-").isdigit() for t in found) else found
 
 
-def _list_labels(train: pd.DataFrame, cfg: CompetitionConfig, submission: pd.DataFrame | None) -> tuple[list[str], np.ndarray]:
+def _list_labels(
+    train: pd.DataFrame, cfg: CompetitionConfig, submission: pd.DataFrame | None
+) -> tuple[list[str], np.ndarray]:
     _require_columns(train, [cfg.label_column], cfg.train, "competition.label_column")
     names = _list_label_names(train, cfg, submission)
     index = {name: j for j, name in enumerate(names)}
@@ -174,10 +191,14 @@ def _list_labels(train: pd.DataFrame, cfg: CompetitionConfig, submission: pd.Dat
 def _check_ids(ids: pd.Series, path: Path, column: str) -> None:
     dup = ids[ids.duplicated()]
     if len(dup):
-        raise KaggleMLCError(f"{path}: column '{column}' has duplicated ids, e.g. {dup.iloc[0]!r} ({len(dup)} duplicates)")
+        raise KaggleMLCError(
+            f"{path}: column '{column}' has duplicated ids, e.g. {dup.iloc[0]!r} ({len(dup)} duplicates)"
+        )
 
 
-def load_competition(cfg: CompetitionConfig, with_test: bool = True, group_column: str | None = None) -> CompetitionData:
+def load_competition(
+    cfg: CompetitionConfig, with_test: bool = True, group_column: str | None = None
+) -> CompetitionData:
     """Reads train (and test + sample submission) and returns the validated label schema.
 
     Args:
@@ -233,7 +254,10 @@ def load_competition(cfg: CompetitionConfig, with_test: bool = True, group_colum
 
 def _check_task(cfg: CompetitionConfig, names: list[str], y: np.ndarray) -> None:
     if cfg.task == "binary" and len(names) != 1:
-        raise KaggleMLCError(f"competition.task is binary but {len(names)} label columns were found; list the one target in competition.labels")
+        raise KaggleMLCError(
+            f"competition.task is binary but {len(names)} label columns were found; "
+            "list the one target in competition.labels"
+        )
     if cfg.task == "multiclass":
         per_row = y.sum(axis=1)
         bad = np.flatnonzero(per_row != 1)
@@ -259,7 +283,13 @@ def _load_test(cfg: CompetitionConfig, data: CompetitionData) -> None:
         if len(sub) != len(test) or test_set != sub_set:
             only_test = sorted(test_set - sub_set)[:1]
             only_sub = sorted(sub_set - test_set)[:1]
-            example = f"e.g. {only_test[0]!r} only in test" if only_test else f"e.g. {only_sub[0]!r} only in sample submission" if only_sub else "duplicated ids"
+            example = (
+                f"e.g. {only_test[0]!r} only in test"
+                if only_test
+                else f"e.g. {only_sub[0]!r} only in sample submission"
+                if only_sub
+                else "duplicated ids"
+            )
             raise KaggleMLCError(
                 f"{cfg.test}: ids do not match {cfg.sample_submission.name} ({len(test)} vs {len(sub)} rows, {example})"
             )

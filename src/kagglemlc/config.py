@@ -14,7 +14,7 @@ import datetime as dt
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
@@ -211,12 +211,14 @@ class Config(Section):
         return self.output_dir
 
 
+def _is_path_field(annotation: Any, metadata: list[Any]) -> bool:
+    """True for ResolvedPath fields, optional ones (`ResolvedPath | None`) included."""
+    found = list(metadata) + [m for arg in get_args(annotation) for m in getattr(arg, "__metadata__", ())]
+    return any(getattr(m, "func", None) is _resolve_path for m in found)
+
+
 def _path_keys(model: type[BaseModel]) -> set[str]:
-    return {
-        name
-        for name, field in model.model_fields.items()
-        if any(getattr(m, "func", None) is _resolve_path for m in field.metadata)
-    }
+    return {name for name, field in model.model_fields.items() if _is_path_field(field.annotation, field.metadata)}
 
 
 def _sections() -> dict[str, type[BaseModel]]:
@@ -240,7 +242,9 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     sections = _sections()
     top_keys = set(Config.model_fields) - {"meta"}
     if parts[0] not in top_keys:
-        raise KaggleMLCError(f"override '{override}': unknown section '{parts[0]}'; allowed: {', '.join(sorted(top_keys))}")
+        raise KaggleMLCError(
+            f"override '{override}': unknown section '{parts[0]}'; allowed: {', '.join(sorted(top_keys))}"
+        )
     if parts[0] in sections:
         section = sections[parts[0]]
         if len(parts) != 2 or parts[1] not in section.model_fields:
@@ -289,7 +293,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     path = Path(path or DEFAULT_CONFIG)
     if not path.is_file():
-        hint = " (run in a competition folder with a kagglemlc.yaml, or name the config)" if path == DEFAULT_CONFIG else ""
+        hint = (
+            " (run in a competition folder with a kagglemlc.yaml, or name the config)" if path == DEFAULT_CONFIG else ""
+        )
         raise KaggleMLCError(f"config file not found: {path}{hint}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -1,6 +1,6 @@
 """Where the toolkit talks to the user: rich on stderr, and only from the main process.
 
-    warn("label 'grief' has 3 positives, fewer than the 5 folds")
+warn("label 'grief' has 3 positives, fewer than the 5 folds")
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ The same seed gives the same folds.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,30 +45,25 @@ def assign_folds(y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.n
         codes, group_of_row = np.unique(groups.astype(str), return_inverse=True)
         if len(codes) < n_folds:
             raise KaggleMLCError(f"cv.group_column has {len(codes)} groups, fewer than cv.folds={n_folds}")
-        group_y = np.zeros((len(codes), y.shape[1]), dtype=y.dtype)
-        np.maximum.at(group_y, group_of_row, y)
         if task == "multilabel":
+            group_y = np.zeros((len(codes), y.shape[1]), dtype=y.dtype)
+            np.maximum.at(group_y, group_of_row, y)
             return assign_folds(group_y, task, n_folds, seed)[group_of_row]
-        # single-label groups: sklearn's grouped splitter keeps rows of a group together itself
-        fold = np.empty(n, dtype=np.int16)
-        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        for k, (_, val) in enumerate(splitter.split(np.zeros(n), y.argmax(axis=1), group_of_row)):
-            fold[val] = k
-        return fold
 
     fold = np.empty(n, dtype=np.int16)
+    target = y.argmax(axis=1) if task == "multiclass" else y[:, 0]
     if task == "multilabel":
-        splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros(n), y)
+        splits = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n), y)
+    elif groups is not None:  # sklearn's grouped splitter keeps the rows of a group together itself
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(n), target, group_of_row)
     else:
-        target = y.argmax(axis=1) if task == "multiclass" else y[:, 0]
-        smallest = np.bincount(target).min()
-        if smallest < n_folds:
-            warn(f"the rarest class has {smallest} rows, fewer than cv.folds={n_folds}; some folds will lack it")
-        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros(n), target)
-    for k, (_, val) in enumerate(splits):
-        fold[val] = k
+        splits = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n), target)
+    with warnings.catch_warnings():
+        # prepare() itself warns per label with fewer positives than folds, naming the label
+        warnings.filterwarnings("ignore", message="The least populated class")
+        for k, (_, val) in enumerate(splits):
+            fold[val] = k
     return fold
 
 
@@ -84,7 +80,9 @@ def _print_table(label_names: list[str], counts: np.ndarray, rows_per_fold: np.n
         table.add_column(f"fold {k}", justify="right")
     table.add_column("total", justify="right")
     table.add_column("spread", justify="right")
-    table.add_row("rows", *map(str, rows_per_fold), str(rows_per_fold.sum()), str(np.ptp(rows_per_fold)), end_section=True)
+    table.add_row(
+        "rows", *map(str, rows_per_fold), str(rows_per_fold.sum()), str(np.ptp(rows_per_fold)), end_section=True
+    )
     for name, row in zip(label_names, counts):
         table.add_row(name, *map(str, row), str(row.sum()), str(np.ptp(row)))
     stdout.print(table)
@@ -96,6 +94,33 @@ def read_folds(run_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise KaggleMLCError(f"{path} not found; run `kagglemlc prepare` with this config first")
     return pd.read_parquet(path)
+
+
+def fold_of_rows(run_dir: Path, ids: np.ndarray) -> np.ndarray:
+    """The fold of every row of `ids`, from folds.parquet."""
+    folds = read_folds(run_dir)
+    rows = id_positions(folds["id"], ids, run_dir / FOLDS_FILE, "rerun `kagglemlc prepare`")
+    return folds["fold"].to_numpy()[rows]
+
+
+def id_positions(found: pd.Series, ids: np.ndarray, path: Path, hint: str) -> np.ndarray:
+    """Where each of `ids` sits in a file's id column; an error unless the file holds exactly these ids, once."""
+    have = pd.Index(found.astype(str).to_numpy(dtype=object))
+    want = pd.Index(np.asarray(ids).astype(str).astype(object))
+    rows = have.get_indexer(want) if not have.has_duplicates else np.full(len(want), -1)
+    if len(have) == len(want) and (rows >= 0).all():
+        return rows
+    lacking, unknown = want.difference(have), have.difference(want)
+    detail = "duplicated ids"
+    if len(lacking) or len(unknown):
+        detail = f"e.g. {lacking[0]!r} missing" if len(lacking) else f"e.g. {unknown[0]!r} unknown"
+    counts = f"{len(have)} vs {len(want)} rows"
+    raise KaggleMLCError(f"{path}: ids do not match the competition's ({counts}, {detail}); {hint}")
+
+
+def fold_dir(cfg: Config, fold: int) -> Path:
+    """The folder of one fold's outputs: model/, checkpoint/, oof.parquet, test.parquet, metrics.json."""
+    return cfg.run_dir / f"fold{fold}"
 
 
 def prepare(cfg: Config) -> Path:
@@ -110,7 +135,10 @@ def prepare(cfg: Config) -> Path:
     counts = fold_counts(data.y, fold, cfg.cv.folds)
     for name, total in zip(data.label_names, counts.sum(axis=1)):
         if 0 < total < cfg.cv.folds:
-            warn(f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: some folds validate without it")
+            warn(
+                f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: "
+                "some folds validate without it"
+            )
     save_resolved(cfg)
     path = write_parquet(cfg.run_dir / FOLDS_FILE, pd.DataFrame({"id": data.train_ids.astype(str), "fold": fold}))
     _print_table(data.label_names, counts, np.bincount(fold, minlength=cfg.cv.folds))

@@ -72,7 +72,9 @@ def _asl(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
 def _ce(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = None if weights is None else weights.to(logits.device)
-        return F.cross_entropy(logits.float(), targets.argmax(dim=1), weight=weight, label_smoothing=cfg.label_smoothing)
+        return F.cross_entropy(
+            logits.float(), targets.argmax(dim=1), weight=weight, label_smoothing=cfg.label_smoothing
+        )
 
     return loss
 

@@ -41,7 +41,7 @@ def score(metric: str, y_true: np.ndarray, probs: np.ndarray, task: str, thresho
     """The competition metric, higher is better (log-loss is negated)."""
     if metric in PROB_METRICS:
         if metric == "roc_auc":
-            keep = (y_true.min(axis=0) != y_true.max(axis=0))  # AUC is undefined for a constant label
+            keep = y_true.min(axis=0) != y_true.max(axis=0)  # AUC is undefined for a constant label
             return float(PROB_METRICS[metric](y_true[:, keep], probs[:, keep])) if keep.any() else float("nan")
         return float(PROB_METRICS[metric](y_true, probs))
     preds = hard_predictions(probs, task, thresholds)

@@ -65,7 +65,11 @@ def _cache_kwargs(cfg: Config) -> dict:
 
 
 def _not_found(cfg: Config, exc: Exception) -> KaggleMLCError:
-    cache = cfg.model.cache_dir or os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub"
+    cache = (
+        cfg.model.cache_dir
+        or os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub"
+    )
     return KaggleMLCError(
         f"model.name '{cfg.model.name}' not found: not a local folder, not a bundled alias (minilm), and not in the "
         f"Hugging Face cache at {cache} (nothing is downloaded; copy the model there or point model.name at a folder) "

@@ -19,9 +19,10 @@ from kagglemlc.batching import Encodings, collate, sorted_batches, tokenize
 from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config
 from kagglemlc.console import info
+from kagglemlc.ensemble import combine_fold_tests
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import write_parquet
-from kagglemlc.folds import read_folds
+from kagglemlc.files import probability_frame, write_parquet
+from kagglemlc.folds import fold_dir, read_folds
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
@@ -55,17 +56,6 @@ def predict_probs(
     return out
 
 
-def probability_frame(ids: np.ndarray, probs: np.ndarray, label_names: list[str]) -> pd.DataFrame:
-    """id + one probability column per label, the layout of every oof/test parquet."""
-    frame = pd.DataFrame(probs, columns=label_names[: probs.shape[1]])
-    frame.insert(0, "id", np.asarray(ids).astype(str))
-    return frame
-
-
-def fold_dir(cfg: Config, fold: int):
-    return cfg.run_dir / f"fold{fold}"
-
-
 def fold_complete(cfg: Config, fold: int) -> bool:
     return (fold_dir(cfg, fold) / "metrics.json").is_file()
 
@@ -83,23 +73,26 @@ def combine_folds(cfg: Config, data: CompetitionData) -> bool:
     oof = oof.set_index("id")
     train_ids = data.train_ids.astype(str)
     if len(oof) != len(train_ids) or oof.index.has_duplicates or not oof.index.isin(train_ids).all():
-        raise KaggleMLCError(f"{cfg.run_dir}: the folds' oof.parquet files do not cover train exactly once; rerun train")
+        raise KaggleMLCError(
+            f"{cfg.run_dir}: the folds' oof.parquet files do not cover train exactly once; rerun train"
+        )
     write_parquet(cfg.run_dir / "oof.parquet", oof.loc[train_ids].reset_index())
-    tests = [fold_dir(cfg, k) / "test.parquet" for k in folds]
-    if data.test_ids is not None and all(p.is_file() for p in tests):
-        frames = [pd.read_parquet(p).set_index("id").loc[data.test_ids.astype(str)] for p in tests]
-        mean = sum(f.to_numpy(dtype=np.float64) for f in frames) / len(frames)
-        write_parquet(cfg.run_dir / "test.parquet", probability_frame(data.test_ids, mean, list(frames[0].columns)))
+    if data.test_ids is not None:
+        write_parquet(cfg.run_dir / "test.parquet", combine_fold_tests(cfg.run_dir, cfg.cv.folds))
     info(f"all {cfg.cv.folds} folds complete → {cfg.run_dir / 'oof.parquet'}")
     return True
 
 
-def predict_test(model: torch.nn.Module, tokenizer, cfg: Config, data: CompetitionData, accelerator: Accelerator, fold: int) -> None:
+def predict_test(
+    model: torch.nn.Module, tokenizer, cfg: Config, data: CompetitionData, accelerator: Accelerator, fold: int
+) -> None:
     """Test probabilities of one fold's model → fold{k}/test.parquet (main process writes)."""
     if data.test_texts is None:
         return
     enc = tokenize(tokenizer, data.test_texts, cfg.model.max_length)
-    probs = predict_probs(model, enc, np.arange(len(data.test_texts)), accelerator, cfg.train.eval_batch_size, data.task)
+    probs = predict_probs(
+        model, enc, np.arange(len(data.test_texts)), accelerator, cfg.train.eval_batch_size, data.task
+    )
     if accelerator.is_main_process:
         write_parquet(fold_dir(cfg, fold) / "test.parquet", probability_frame(data.test_ids, probs, data.label_names))
 

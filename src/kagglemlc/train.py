@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import resource
 import shutil
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -33,12 +35,12 @@ from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config, TrainConfig, save_resolved, settings_dict
 from kagglemlc.console import info, is_main_process, stderr
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import write_json, write_parquet
-from kagglemlc.folds import read_folds
+from kagglemlc.files import probability_frame, write_json, write_parquet
+from kagglemlc.folds import fold_dir, fold_of_rows
 from kagglemlc.losses import build_loss
 from kagglemlc.metrics import score
 from kagglemlc.modeling import build_model, build_tokenizer, count_parameters, load_trained
-from kagglemlc.predict import combine_folds, fold_complete, fold_dir, predict_probs, predict_test, probability_frame
+from kagglemlc.predict import combine_folds, fold_complete, predict_probs, predict_test
 
 PROGRESS_FILE = "progress.json"
 
@@ -62,10 +64,20 @@ def resolve_precision(precision: str) -> str:
 
 
 def make_accelerator(cfg: Config) -> Accelerator:
+    """A fresh Accelerator for this config (one per fold; in one process the state is a singleton)."""
     log_with = None if cfg.train.report_to == "none" else cfg.train.report_to
+    multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if not multi_process:
+        # single process: forget the previous fold's/config's settings (precision may differ)
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
     try:
         return Accelerator(
-            mixed_precision=resolve_precision(cfg.train.precision), log_with=log_with, project_dir=str(cfg.run_dir)
+            mixed_precision=resolve_precision(cfg.train.precision),
+            log_with=log_with,
+            project_dir=str(cfg.run_dir),
+            # accelerate only recognises a torchrun launch without GPUs as multi-CPU (gloo) when told cpu=True
+            cpu=multi_process and not torch.cuda.is_available(),
         )
     except (ImportError, ValueError) as exc:
         raise KaggleMLCError(f"train.report_to / train.precision: {exc}") from None
@@ -158,7 +170,11 @@ class FoldTrainer:
         world, t = self.accelerator.num_processes, cfg.train
         self.global_batch = t.batch_size * world
         self.steps_per_epoch = math.ceil(len(self.train_rows) / self.global_batch / t.grad_accum)
-        total = self.steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, self.steps_per_epoch * t.epochs)
+        total = (
+            self.steps_per_epoch * t.epochs
+            if t.max_steps is None
+            else min(t.max_steps, self.steps_per_epoch * t.epochs)
+        )
         self.total_steps = total
         self.schedule = Schedule(t.scheduler, int(t.warmup_ratio * total), total)
         self.trainable, self.total_params = count_parameters(self.model)
@@ -175,6 +191,7 @@ class FoldTrainer:
             shutil.rmtree(tmp, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(tmp))
+        self.accelerator.wait_for_everyone()  # every rank's RNG file is in tmp before it moves
         if self.accelerator.is_main_process:
             write_json(tmp / PROGRESS_FILE, asdict(self.progress))
             _replace_dir(tmp, final)
@@ -216,7 +233,7 @@ class FoldTrainer:
             mine = rows[rank::world]
             batch = {k: v.to(acc.device) for k, v in collate(self.enc, mine, pad).items()}
             sync = i == len(micro_batches) - 1
-            with acc.autocast(), (torch.enable_grad() if sync else acc.no_sync(self.model)):
+            with acc.autocast(), torch.enable_grad() if sync else acc.no_sync(self.model):
                 loss = self.loss_fn(self.model(**batch).logits, self.targets[mine].to(acc.device)) / len(micro_batches)
                 acc.backward(loss)
             total += loss.item()
@@ -231,9 +248,16 @@ class FoldTrainer:
         """Scores the fold's validation rows; returns True when training should stop early."""
         t, p = self.cfg.train, self.progress
         probs = predict_probs(self.model, self.enc, self.val_rows, self.accelerator, t.eval_batch_size, self.data.task)
-        metric = score(self.cfg.competition.metric, self.data.y[self.val_rows][:, : probs.shape[1]], probs, self.data.task)
-        entry = {"step": p.step, "epoch": round(p.step / self.steps_per_epoch, 3), "train_loss": round(train_loss, 6),
-                 "metric": metric, "lr": self.scheduler.get_last_lr()[0]}
+        metric = score(
+            self.cfg.competition.metric, self.data.y[self.val_rows][:, : probs.shape[1]], probs, self.data.task
+        )
+        entry = {
+            "step": p.step,
+            "epoch": round(p.step / self.steps_per_epoch, 3),
+            "train_loss": round(train_loss, 6),
+            "metric": metric,
+            "lr": self.scheduler.get_last_lr()[0],
+        }
         p.history.append(entry)
         if metric > p.best_metric:
             p.best_metric, p.best_step, p.bad_evals = metric, p.step, 0
@@ -246,23 +270,33 @@ class FoldTrainer:
         self.accelerator.log({"train_loss": train_loss, self.cfg.competition.metric: metric}, step=p.step)
         self.save_checkpoint()
         rate = p.samples / max(p.train_seconds, 1e-9)
-        info(f"fold {self.fold} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: loss {train_loss:.4f} "
-             f"{self.cfg.competition.metric} {metric:.4f} (best {p.best_metric:.4f} @ {p.best_step}) {rate:.0f} samples/s")
+        info(
+            f"fold {self.fold} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: loss {train_loss:.4f} "
+            f"{self.cfg.competition.metric} {metric:.4f} (best {p.best_metric:.4f} @ {p.best_step}) "
+            f"{rate:.0f} samples/s"
+        )
         return p.stopped_early
 
     def fit(self) -> None:
-        t, p, acc = self.cfg.train, self.progress, self.accelerator
         self.maybe_resume()
-        bar = Progress(TextColumn(f"fold {self.fold}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                       TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=stderr,
-                       disable=not (acc.is_main_process and stderr.is_terminal))
+        t, p, acc = self.cfg.train, self.progress, self.accelerator
+        bar = Progress(
+            TextColumn(f"fold {self.fold}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(),
+            console=stderr,
+            disable=not (acc.is_main_process and stderr.is_terminal),
+        )
         done = p.stopped_early or p.step >= self.total_steps
         with bar:
             task = bar.add_task("train", total=self.total_steps, completed=p.step, status="")
             running_loss, n_loss = 0.0, 0
             while not done and p.epoch < t.epochs:
-                batches = length_grouped_batches(self.enc.lengths[self.train_rows], self.global_batch, t.seed + self.fold,
-                                                 p.epoch, t.group_by_length)
+                batches = length_grouped_batches(
+                    self.enc.lengths[self.train_rows], self.global_batch, t.seed + self.fold, p.epoch, t.group_by_length
+                )
                 # every process needs rows in every batch: drop a last batch smaller than the world
                 batches = [self.train_rows[b] for b in batches if len(b) >= acc.num_processes]
                 groups = [batches[i : i + t.grad_accum] for i in range(0, len(batches), t.grad_accum)]
@@ -279,8 +313,12 @@ class FoldTrainer:
                         p.epoch, p.step_in_epoch = p.epoch + 1, 0
                     finished = p.step >= self.total_steps or (last_in_epoch and p.epoch >= t.epochs)
                     due = (p.step % t.eval_every == 0) if t.eval_every else last_in_epoch
-                    bar.update(task, completed=p.step, status=f"loss {running_loss / n_loss:.4f} "
-                               f"{p.samples / max(p.train_seconds, 1e-9):.0f} samples/s")
+                    bar.update(
+                        task,
+                        completed=p.step,
+                        status=f"loss {running_loss / n_loss:.4f} "
+                        f"{p.samples / max(p.train_seconds, 1e-9):.0f} samples/s",
+                    )
                     if due or finished:
                         done = self.evaluate(running_loss / n_loss) or finished
                         running_loss, n_loss = 0.0, 0
@@ -300,41 +338,43 @@ class FoldTrainer:
         predict_seconds = time.perf_counter() - start
         if acc.is_main_process:
             n_test = 0 if self.data.test_texts is None else len(self.data.test_texts)
-            write_json(self.dir / "metrics.json", {
-                "fold": self.fold,
-                "metric_name": self.cfg.competition.metric,
-                "best_metric": p.best_metric,
-                "best_step": p.best_step,
-                "stopped_early": p.stopped_early,
-                "steps": p.step,
-                "history": p.history,
-                "trainable_params": self.trainable,
-                "total_params": self.total_params,
-                "train_rows": len(self.train_rows),
-                "val_rows": len(self.val_rows),
-                "wall_seconds": round(p.train_seconds + predict_seconds, 2),
-                "train_seconds": round(p.train_seconds, 2),
-                "samples_per_second": round(p.samples / max(p.train_seconds, 1e-9), 2),
-                "predict_samples_per_second": round(n_test / max(predict_seconds, 1e-9), 2),
-                "precision": resolve_precision(self.cfg.train.precision),
-                "processes": acc.num_processes,
-                "peak_memory_mb": _peak_memory_mb(acc.device),
-            })
+            write_json(
+                self.dir / "metrics.json",
+                {
+                    "fold": self.fold,
+                    "metric_name": self.cfg.competition.metric,
+                    "best_metric": p.best_metric,
+                    "best_step": p.best_step,
+                    "stopped_early": p.stopped_early,
+                    "steps": p.step,
+                    "history": p.history,
+                    "trainable_params": self.trainable,
+                    "total_params": self.total_params,
+                    "train_rows": len(self.train_rows),
+                    "val_rows": len(self.val_rows),
+                    "wall_seconds": round(p.train_seconds + predict_seconds, 2),
+                    "train_seconds": round(p.train_seconds, 2),
+                    "samples_per_second": round(p.samples / max(p.train_seconds, 1e-9), 2),
+                    "predict_samples_per_second": round(n_test / max(predict_seconds, 1e-9), 2),
+                    "precision": resolve_precision(self.cfg.train.precision),
+                    "processes": acc.num_processes,
+                    "peak_memory_mb": _peak_memory_mb(acc.device),
+                },
+            )
             shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)
             shutil.rmtree(self.dir / "checkpoint.old", ignore_errors=True)
-        acc.end_training()
         acc.wait_for_everyone()
+        for tracker in acc.trackers:  # not end_training(): it destroys the process group the next fold needs
+            tracker.finish()
 
 
 def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:
     """The fold of every train row (in train-file order), from folds.parquet."""
-    folds = read_folds(cfg.run_dir).set_index("id")["fold"]
-    ids = data.train_ids.astype(str)
-    if len(folds) != len(ids) or not folds.index.isin(ids).all():
-        raise KaggleMLCError(f"{cfg.run_dir / 'folds.parquet'} does not match {cfg.competition.train}; rerun `kagglemlc prepare`")
-    fold = folds.loc[ids].to_numpy()
+    fold = fold_of_rows(cfg.run_dir, data.train_ids)
     if fold.max() >= cfg.cv.folds:
-        raise KaggleMLCError(f"folds.parquet has {fold.max() + 1} folds but cv.folds is {cfg.cv.folds}; rerun `kagglemlc prepare`")
+        raise KaggleMLCError(
+            f"folds.parquet has {fold.max() + 1} folds but cv.folds is {cfg.cv.folds}; rerun `kagglemlc prepare`"
+        )
     return fold
 
 

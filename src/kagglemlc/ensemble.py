@@ -1,0 +1,255 @@
+"""Blends of folds and of experiments, with weights fitted on the out-of-fold probabilities.
+
+    kagglemlc ensemble runs/minilm/config.yaml runs/deberta/config.yaml --name mix
+    # → runs/blend-mix/ {config.yaml, folds.parquet, oof.parquet, test.parquet, thresholds.json}
+
+    average_folds([fold0_test, fold1_test], method="rank")   # how fold{k}/test.parquet become test.parquet
+
+A blend is itself an experiment directory: `submit`, `report` and `tune-thresholds` take its
+config.yaml like any other. Members must share their folds (same ids in the same folds), otherwise
+each member's OOF rows were predicted by models that saw different data and the fitted weights
+would reward leakage rather than skill.
+
+Weights are non-negative and sum to 1. They are found by a pattern search on the simplex (move weight
+between two members, halve the step when no move helps) that starts from the best of every single
+member and the equal blend, so the blend's OOF score is never below its best member's. Each candidate
+is scored with thresholds re-tuned for it (the exact searches of `thresholds.py` are cheap).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from itertools import permutations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+from scipy.stats import rankdata
+
+from kagglemlc.competition import load_competition
+from kagglemlc.config import Config, load_config, save_resolved
+from kagglemlc.console import info, stdout, warn
+from kagglemlc.errors import KaggleMLCError
+from kagglemlc.files import probability_frame, write_parquet
+from kagglemlc.folds import FOLDS_FILE, read_folds
+from kagglemlc.thresholds import OOF_FILE, evaluate, fit_cuts, read_probs, tune_thresholds
+
+TEST_FILE = "test.parquet"
+METHODS = ("mean", "rank", "geometric")
+SMALLEST_STEP = 1 / 64
+"""The weight search stops refining below this step."""
+
+
+def _to_blend_space(probs: np.ndarray, method: str) -> np.ndarray:
+    """Where blending is a weighted sum: probabilities, ranks scaled to [0, 1], or log-probabilities."""
+    if method == "rank":
+        n = len(probs)
+        return (rankdata(probs, axis=0) - 1) / max(n - 1, 1)
+    if method == "geometric":
+        return np.log(np.clip(probs, 1e-7, 1.0))
+    return np.asarray(probs, dtype=np.float64)
+
+
+def _from_blend_space(values: np.ndarray, method: str) -> np.ndarray:
+    return np.exp(values) if method == "geometric" else values
+
+
+def blend(arrays: Sequence[np.ndarray], weights: Sequence[float] | None = None, method: str = "mean") -> np.ndarray:
+    """Weighted mean of probability matrices (equal weights by default).
+
+    Args:
+        arrays: (n, L) matrices with the same rows and columns.
+        weights: one non-negative weight per array, summing to 1.
+        method: mean (of probabilities) | rank (of per-column ranks scaled to [0, 1]) | geometric.
+    """
+    if method not in METHODS:
+        raise KaggleMLCError(f"blend method '{method}': choose one of {', '.join(METHODS)}")
+    weights = np.full(len(arrays), 1 / len(arrays)) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = sum(w * _to_blend_space(a, method) for w, a in zip(weights, arrays, strict=True) if w > 0)
+    return _from_blend_space(total, method)
+
+
+def average_folds(frames: Sequence[pd.DataFrame], method: str = "mean") -> pd.DataFrame:
+    """Equal-weight blend of id + probability frames (the folds' test predictions), rows in the first's order.
+
+    Raises:
+        KaggleMLCError: frames with different columns or ids.
+    """
+    first = frames[0]
+    ids = first["id"].astype(str)
+    arrays = []
+    for k, frame in enumerate(frames):
+        if list(frame.columns) != list(first.columns):
+            raise KaggleMLCError(f"prediction {k} has columns {list(frame.columns)}, not {list(first.columns)}")
+        indexed = frame.set_index(frame["id"].astype(str)).drop(columns="id")
+        if len(indexed) != len(ids) or not indexed.index.isin(ids).all():
+            raise KaggleMLCError(f"prediction {k} covers other ids than prediction 0")
+        arrays.append(indexed.loc[ids].to_numpy())
+    out = pd.DataFrame(blend(arrays, method=method).astype(np.float32), columns=first.columns.drop("id"))
+    out.insert(0, "id", ids.to_numpy())
+    return out
+
+
+def combine_fold_tests(run_dir: Path, n_folds: int, method: str = "mean") -> pd.DataFrame:
+    """The fold-averaged test predictions from `fold{k}/test.parquet`, k = 0..n_folds-1."""
+    paths = [run_dir / f"fold{k}" / TEST_FILE for k in range(n_folds)]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise KaggleMLCError(f"{missing[0]} not found; run `kagglemlc train` (or `predict`) for every fold first")
+    return average_folds([pd.read_parquet(p) for p in paths], method)
+
+
+def fit_weights(
+    oofs: Sequence[np.ndarray], objective: Callable[[np.ndarray], float], method: str = "mean"
+) -> tuple[np.ndarray, float]:
+    """Non-negative weights summing to 1 that maximise `objective(blend)` on the OOF probabilities.
+
+    Returns:
+        (weights, objective of the blend with those weights).
+    """
+    spaces = [_to_blend_space(a, method) for a in oofs]
+    cache: dict[tuple[float, ...], float] = {}
+
+    def value(weights: np.ndarray) -> float:
+        key = tuple(np.round(weights, 9))
+        if key not in cache:
+            total = sum(w * z for w, z in zip(weights, spaces, strict=True) if w > 0)
+            cache[key] = objective(_from_blend_space(total, method).astype(np.float32))
+        return cache[key]
+
+    m = len(oofs)
+    weights = max([*np.eye(m), np.full(m, 1 / m)], key=value)
+    step = 0.25
+    while step >= SMALLEST_STEP:
+        moves = []
+        for i, j in permutations(range(m), 2):
+            if weights[i] > 0:
+                move = weights.copy()
+                shift = min(step, weights[i])
+                move[i] -= shift
+                move[j] += shift
+                moves.append(move)
+        best = max(moves, key=value, default=weights)
+        if value(best) > value(weights) + 1e-12:
+            weights = best
+        else:
+            step /= 2
+    return weights, value(weights)
+
+
+def _check_same_folds(cfgs: list[Config]) -> pd.DataFrame:
+    """The members' shared folds; a one-line error naming two members whose folds differ."""
+    raw = [read_folds(c.run_dir) for c in cfgs]
+    frames = [r.astype({"id": str}).set_index("id")["fold"].sort_index() for r in raw]
+    first = frames[0]
+    for cfg, folds in zip(cfgs[1:], frames[1:], strict=True):
+        if not folds.index.equals(first.index):
+            detail = "different training ids"
+        elif (folds != first).any():
+            differ = folds.index[folds != first]
+            detail = f"{len(differ)} rows in another fold, e.g. id {differ[0]!r}"
+        else:
+            continue
+        raise KaggleMLCError(
+            f"experiments '{cfgs[0].name}' ({cfgs[0].run_dir}) and '{cfg.name}' ({cfg.run_dir}) have different "
+            f"folds ({detail}); blend only experiments prepared with the same data and cv settings"
+        )
+    return raw[0]
+
+
+def _blend_config(first: Config, config_paths: list[Path], name: str, weights: np.ndarray, method: str) -> Config:
+    cfg = first.model_copy(deep=True)
+    cfg.output_dir = first.run_dir.parent / f"blend-{name}"
+    cfg.name = f"blend-{name}"
+    cfg.meta = {
+        "config_file": first.meta.get("config_file"),
+        "ensemble": {
+            "members": [str(Path(p).resolve()) for p in config_paths],
+            "weights": [round(float(w), 6) for w in weights],
+            "method": method,
+        },
+    }
+    return cfg
+
+
+def ensemble(
+    config_paths: Sequence[str | Path], name: str | None = None, method: str = "mean", tune_bias: bool = False
+) -> Path:
+    """Blends experiments into a new experiment directory, weights fitted on OOF for the competition metric.
+
+    Args:
+        config_paths: each member's config (its YAML or its resolved `<output_dir>/config.yaml`).
+        name: the blend's name; it is written to `<first member's output_dir>/../blend-<name>/`.
+            Default: the members' names joined by "+".
+        method: mean | rank | geometric (see `blend`).
+        tune_bias: multiclass: tune a per-class bias on the blend (as `tune_thresholds`).
+
+    Returns:
+        The blend's directory.
+
+    Raises:
+        KaggleMLCError: members with different folds, tasks or label columns; missing oof/test files.
+    """
+    if method not in METHODS:
+        raise KaggleMLCError(f"--method '{method}': choose one of {', '.join(METHODS)}")
+    config_paths = [Path(p) for p in config_paths]
+    cfgs = [load_config(p) for p in config_paths]
+    first = cfgs[0]
+    metric, task = first.competition.metric, first.competition.task
+    if method == "rank" and metric == "log_loss":
+        raise KaggleMLCError("--method rank gives ranks, not probabilities, and log_loss needs probabilities; use mean")
+    for cfg in cfgs[1:]:
+        if cfg.competition.task != task:
+            raise KaggleMLCError(
+                f"experiments '{first.name}' and '{cfg.name}' differ in competition.task "
+                f"({task} vs {cfg.competition.task}); blend experiments of one competition"
+            )
+        if cfg.competition.metric != metric:
+            warn(f"'{cfg.name}' uses competition.metric {cfg.competition.metric}; the blend is fitted for {metric}")
+    folds = _check_same_folds(cfgs)
+    data = load_competition(first.competition, with_test=True)
+    names = data.label_names
+    hint = "run `kagglemlc train` for this experiment first"
+    oofs = [read_probs(c.run_dir / OOF_FILE, data.train_ids, names, hint) for c in cfgs]
+    tests = None
+    if data.test_ids is not None:
+        tests = [read_probs(c.run_dir / TEST_FILE, data.test_ids, names, hint) for c in cfgs]
+
+    th = first.thresholds
+
+    def objective(probs: np.ndarray) -> float:
+        return fit_cuts(data.y, probs, task, metric, th.strategy, th.value, tune_bias)[1]
+
+    weights, _ = fit_weights(oofs, objective, method)
+    name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
+    cfg = _blend_config(first, config_paths, name, weights, method)
+    write_parquet(cfg.run_dir / FOLDS_FILE, folds)
+    write_parquet(cfg.run_dir / OOF_FILE, probability_frame(data.train_ids, blend(oofs, weights, method), names))
+    if tests is not None:
+        write_parquet(cfg.run_dir / TEST_FILE, probability_frame(data.test_ids, blend(tests, weights, method), names))
+    save_resolved(cfg)
+    tuned = json.loads(tune_thresholds(cfg, tune_bias).read_text(encoding="utf-8"))
+    untuned = np.zeros(len(names)) if task == "multiclass" else np.full(len(names), 0.5)
+    members = [
+        (c.name, w, evaluate(data.y, o, task, metric, untuned), objective(o))
+        for c, w, o in zip(cfgs, weights, oofs, strict=True)
+    ]
+    _print_summary(cfg, metric, members, tuned)
+    return cfg.run_dir
+
+
+def _print_summary(cfg: Config, metric: str, members: list[tuple], tuned: dict) -> None:
+    """Weight and CV of every member next to the blend's."""
+    table = Table(title=f"{cfg.name}: {metric} on OOF", show_edge=False)
+    for column in ("experiment", "weight", "untuned", "tuned", "nested"):
+        table.add_column(column, justify="left" if column == "experiment" else "right")
+    for member, weight, untuned, tuned_cv in members:
+        table.add_row(member, f"{weight:.3f}", f"{untuned:.4f}", f"{tuned_cv:.4f}", "")
+    cvs = (f"{tuned[key]:.4f}" for key in ("cv_at_0.5", "cv_tuned", "cv_nested"))
+    table.add_row(cfg.name, "1.000", *cvs, style="bold")
+    stdout.print(table)
+    best = max(members, key=lambda m: m[3])
+    weights = ", ".join(f"{m[0]} {m[1]:.2f}" for m in members)
+    info(f"{cfg.name} ({weights}): CV {tuned['cv_tuned']:.4f} vs best member {best[0]} {best[3]:.4f} → {cfg.run_dir}")

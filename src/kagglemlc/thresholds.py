@@ -1,0 +1,440 @@
+"""Decision thresholds tuned on the out-of-fold probabilities, for the competition metric.
+
+    kagglemlc tune-thresholds configs/demo.yaml      # oof.parquet → thresholds.json
+
+    tuned = json.loads((run_dir / "thresholds.json").read_text())
+    tuned["cv_at_0.5"], tuned["cv_tuned"], tuned["cv_nested"]   # before, after, honest estimate
+
+Every search is exact over all distinct OOF scores and vectorised with numpy: scores are sorted once
+per label, and the metric at every cut comes from cumulative counts.
+- f1_macro / f1_weighted (and binary F1): labels are independent, so each label takes its own best F1 cut.
+- f1_micro / jaccard / f1_samples / accuracy couple the labels: coordinate ascent from 0.5, each step
+  the exact best cut for one label with the others fixed (never lowers the score).
+- `thresholds.strategy: global`: one threshold for every label, exact over all n·L scores.
+- multiclass: argmax; optionally an additive per-class bias tuned the same way (`tune_bias`).
+- roc_auc / log_loss score probabilities: thresholds cannot change them, 0.5 is written.
+
+`cv_nested` tunes on K−1 folds' OOF and scores the held-out fold, so the gap to `cv_tuned` shows how
+much of the gain is the thresholds fitting noise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kagglemlc.competition import load_competition
+from kagglemlc.config import Config
+from kagglemlc.console import info
+from kagglemlc.errors import KaggleMLCError
+from kagglemlc.files import write_json
+from kagglemlc.folds import fold_of_rows, id_positions
+from kagglemlc.metrics import PROB_METRICS, score
+
+OOF_FILE = "oof.parquet"
+THRESHOLDS_FILE = "thresholds.json"
+ROUNDS = 3
+"""Coordinate-ascent passes over the labels (it usually settles after two)."""
+
+
+def read_probs(path: Path, ids: np.ndarray, label_names: list[str], hint: str) -> np.ndarray:
+    """(len(ids), L) probabilities from an oof/test parquet, rows in the order of `ids`.
+
+    Args:
+        path: the parquet (id + one column per label).
+        ids: the ids the file must hold, each exactly once.
+        label_names: the columns to return, in this order.
+        hint: what to run when the file is missing, e.g. "run `kagglemlc train` first".
+
+    Raises:
+        KaggleMLCError: missing file or column, ids that differ from `ids`, non-finite values.
+    """
+    if not path.is_file():
+        raise KaggleMLCError(f"{path} not found; {hint}")
+    frame = pd.read_parquet(path)
+    missing = [c for c in ["id", *label_names] if c not in frame.columns]
+    if missing:
+        raise KaggleMLCError(f"{path}: missing column '{missing[0]}' (labels: {', '.join(label_names[:8])}); {hint}")
+    extra = [c for c in frame.columns if c not in ("id", *label_names)]
+    if extra:
+        raise KaggleMLCError(f"{path}: column '{extra[0]}' is not a label of this competition")
+    probs = frame[label_names].to_numpy()[id_positions(frame["id"], ids, path, hint)]
+    if not np.isfinite(probs).all():
+        raise KaggleMLCError(f"{path}: holds NaN or infinite probabilities; {hint}")
+    return probs
+
+
+# ---- cuts -> hard labels -------------------------------------------------------------------------
+
+
+def apply_cuts(probs: np.ndarray, task: str, cuts: np.ndarray) -> np.ndarray:
+    """(n, L) 0/1 labels: `probs >= cuts` per label, or for multiclass one-hot argmax(probs + cuts)."""
+    if task == "multiclass":
+        return np.eye(probs.shape[1], dtype=np.int8)[(probs + cuts).argmax(axis=1)]
+    return (probs >= cuts).astype(np.int8)
+
+
+def evaluate(y: np.ndarray, probs: np.ndarray, task: str, metric: str, cuts: np.ndarray) -> float:
+    """The competition metric (via `metrics.score`) of `probs` decided with `cuts`."""
+    if metric in PROB_METRICS:
+        return score(metric, y, probs, task)
+    return score(metric, y, apply_cuts(probs, task, cuts), task)
+
+
+def read_thresholds(run_dir: Path, label_names: list[str]) -> np.ndarray:
+    """The tuned cuts of thresholds.json in label order: thresholds, or the bias for multiclass."""
+    path = run_dir / THRESHOLDS_FILE
+    if not path.is_file():
+        raise KaggleMLCError(f"{path} not found; run `kagglemlc tune-thresholds` first")
+    tuned = json.loads(path.read_text(encoding="utf-8"))
+    key = "bias" if tuned["task"] == "multiclass" else "thresholds"
+    values = tuned[key]
+    missing = [n for n in label_names if n not in values]
+    if missing:
+        raise KaggleMLCError(f"{path}: no {key} for label '{missing[0]}'; rerun `kagglemlc tune-thresholds`")
+    return np.array([values[n] for n in label_names], dtype=np.float64)
+
+
+# ---- exact searches ------------------------------------------------------------------------------
+
+
+def _f1(tp: np.ndarray, predicted: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """F1 = 2TP / (predicted + positives); 0 where both are 0 (then TP is 0 too: sklearn's zero_division=0)."""
+    denom = np.maximum(np.add(predicted, positives, dtype=np.float64), 1.0)
+    return np.multiply(tp, 2.0, dtype=np.float64) / denom
+
+
+def _best_cut(desc: np.ndarray, values: np.ndarray, none_value: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The best cut of scores sorted descending (along the last axis).
+
+    `values[..., k]` is the metric when the top k+1 scores are positive; only the last position of a
+    run of equal scores is a real cut. The threshold is the midpoint to the next lower score (robust
+    on test data, same OOF result); above every score when predicting nothing is at least as good.
+
+    Returns:
+        (thresholds, best values), shaped like `desc` without its last axis.
+    """
+    n = desc.shape[-1]
+    ends = np.ones(desc.shape, dtype=bool)
+    ends[..., :-1] = desc[..., 1:] != desc[..., :-1]
+    masked = np.where(ends, values, -np.inf)
+    k = masked.argmax(axis=-1)[..., None]
+    best = np.take_along_axis(masked, k, -1)[..., 0]
+    upper = np.take_along_axis(desc, k, -1)[..., 0].astype(np.float64)
+    lower = np.take_along_axis(desc, np.minimum(k + 1, n - 1), -1)[..., 0].astype(np.float64)
+    mid = (upper + lower) / 2
+    cut = np.where((k[..., 0] < n - 1) & (mid > lower), mid, upper)
+    top = desc[..., 0].astype(np.float64)
+    above = np.where(top < 1, (top + 1) / 2, np.nextafter(top, np.inf))
+    nothing = np.asarray(none_value) >= best
+    return np.where(nothing, above, cut), np.maximum(best, none_value)
+
+
+def _events_cut(scores: np.ndarray, gains: np.ndarray, base: float) -> tuple[float, float]:
+    """Best single threshold when the metric is `base` + the gains of every event scoring ≥ it."""
+    order = np.argsort(scores)[::-1]
+    cut, value = _best_cut(scores[order], base + np.cumsum(gains[order]), base)
+    return float(cut), float(value)
+
+
+@dataclass
+class _Ranked:
+    """Label-major copies of the OOF (contiguous rows sort and gather several times faster) and their ranking."""
+
+    scores: np.ndarray  # (L, n) probabilities, rows in file order
+    truth: np.ndarray  # (L, n) 0/1
+    order: np.ndarray  # (L, n) row indices, highest score first
+    desc: np.ndarray  # (L, n) scores in that order
+    tp: np.ndarray  # (L, n) positives among the top k+1
+    positives: np.ndarray  # (L,)
+
+    @classmethod
+    def of(cls, y: np.ndarray, probs: np.ndarray) -> _Ranked:
+        scores, truth = np.ascontiguousarray(probs.T), np.ascontiguousarray(y.T)
+        order = np.argsort(scores, axis=1)[:, ::-1]
+        tp = np.cumsum(np.take_along_axis(truth, order, 1), axis=1, dtype=np.int32)
+        return cls(scores, truth, order, np.take_along_axis(scores, order, 1), tp, truth.sum(axis=1))
+
+
+def _label_weights(metric: str, positives: np.ndarray) -> np.ndarray:
+    if metric == "f1_weighted":
+        return positives / max(positives.sum(), 1)
+    return np.full(len(positives), 1 / len(positives))
+
+
+# Sample-wise metrics of a row from |pred ∩ true|, |pred|, |true| (0 for an empty row, as sklearn).
+def _jaccard_rows(inter, pred, true):
+    return inter / np.maximum(pred + true - inter, 1)
+
+
+def _f1_rows(inter, pred, true):
+    return _f1(inter, pred, true)
+
+
+def _exact_rows(inter, pred, true):
+    return ((inter == pred) & (inter == true)).astype(np.float64)
+
+
+_LABELWISE = ("f1_macro", "f1_weighted")
+_ROWWISE = {"jaccard": _jaccard_rows, "f1_samples": _f1_rows, "accuracy": _exact_rows}
+
+
+def _per_label(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
+    ranked = _Ranked.of(y, probs)
+    if metric in _LABELWISE:
+        f1 = _f1(ranked.tp, np.arange(1, len(probs) + 1), ranked.positives[:, None])
+        cuts, best = _best_cut(ranked.desc, f1, 0.0)
+        return cuts, float(_label_weights(metric, ranked.positives) @ best)
+    if metric == "f1_micro":
+        return _ascend_micro(ranked)
+    return _ascend_rows(ranked, _ROWWISE[metric])
+
+
+def _ascend_micro(ranked: _Ranked) -> tuple[np.ndarray, float]:
+    n_labels, n = ranked.scores.shape
+    cuts = np.full(n_labels, 0.5)
+    hard = ranked.scores >= cuts[:, None]
+    tp, predicted = (hard & (ranked.truth == 1)).sum(axis=1), hard.sum(axis=1)
+    positives, ranks, value = int(ranked.positives.sum()), np.arange(1, n + 1), 0.0
+    for _ in range(ROUNDS):
+        before = cuts.copy()
+        for j in range(n_labels):
+            tp_rest, pred_rest = tp.sum() - tp[j], predicted.sum() - predicted[j]
+            values = _f1(tp_rest + ranked.tp[j], pred_rest + ranks, positives)
+            cut, best = _best_cut(ranked.desc[j], values, _f1(tp_rest, pred_rest, positives))
+            cuts[j], value = cut, float(best)
+            on = ranked.scores[j] >= cut
+            tp[j], predicted[j] = (on & (ranked.truth[j] == 1)).sum(), on.sum()
+        if np.array_equal(before, cuts):
+            break
+    return cuts, value
+
+
+def _ascend_rows(ranked: _Ranked, row_score) -> tuple[np.ndarray, float]:
+    n_labels, n = ranked.scores.shape
+    cuts = np.full(n_labels, 0.5)
+    truth = ranked.truth.astype(np.int64)
+    hard = (ranked.scores >= cuts[:, None]).astype(np.int64)
+    inter, pred, true = (hard * truth).sum(axis=0), hard.sum(axis=0), truth.sum(axis=0)
+    value = 0.0
+    for _ in range(ROUNDS):
+        before = cuts.copy()
+        for j in range(n_labels):
+            inter_rest, pred_rest = inter - hard[j] * truth[j], pred - hard[j]
+            base = row_score(inter_rest, pred_rest, true)
+            gain = row_score(inter_rest + truth[j], pred_rest + 1, true) - base
+            total = base.sum()
+            values = (total + np.cumsum(gain[ranked.order[j]])) / n
+            cut, best = _best_cut(ranked.desc[j], values, total / n)
+            cuts[j], value = cut, float(best)
+            hard[j] = ranked.scores[j] >= cut
+            inter, pred = inter_rest + hard[j] * truth[j], pred_rest + hard[j]
+        if np.array_equal(before, cuts):
+            break
+    return cuts, value
+
+
+def _global(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[float, float]:
+    n, n_labels = probs.shape
+    if metric == "f1_micro":
+        order = np.argsort(probs.ravel())[::-1]
+        tp = np.cumsum(y.ravel()[order])
+        cut, value = _best_cut(probs.ravel()[order], _f1(tp, np.arange(1, n * n_labels + 1), int(y.sum())), 0.0)
+        return float(cut), float(value)
+    if metric in _LABELWISE:
+        # each label's F1 changes only at its own scores: the gain of each score is that change
+        ranked = _Ranked.of(y, probs)
+        f1 = _f1(ranked.tp, np.arange(1, n + 1), ranked.positives[:, None])
+        gains = np.diff(f1, axis=1, prepend=0.0) * _label_weights(metric, ranked.positives)[:, None]
+        return _events_cut(ranked.desc.ravel(), gains.ravel(), 0.0)
+    # sample-wise: a row's score changes at each of its own scores, its labels taken highest first
+    order = np.argsort(probs, axis=1)[:, ::-1]
+    inter = np.cumsum(np.take_along_axis(y, order, 1), axis=1)
+    inter = np.hstack([np.zeros((n, 1), dtype=inter.dtype), inter])
+    rows = _ROWWISE[metric](inter, np.arange(n_labels + 1), y.sum(axis=1)[:, None])
+    gains = np.diff(rows, axis=1) / n
+    return _events_cut(np.take_along_axis(probs, order, 1).ravel(), gains.ravel(), rows[:, 0].sum() / n)
+
+
+def _cumcount_by_group(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Running sum of non-negative `values` within each group, in array order."""
+    order = np.argsort(groups, kind="stable")
+    sums = np.cumsum(values[order])
+    sorted_groups = groups[order]
+    starts = np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]
+    offset = np.maximum.accumulate(np.where(starts, sums - values[order], 0))
+    out = np.empty_like(sums)
+    out[order] = sums - offset
+    return out
+
+
+def _multiclass_bias(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
+    """Coordinate ascent on bias_j; each step exact: row i flips to class j once bias_j passes its margin."""
+    n, n_classes = probs.shape
+    truth = y.argmax(axis=1)
+    positives = np.bincount(truth, minlength=n_classes)
+    # metrics.score scores multiclass as accuracy (= micro F1), weighted F1, or else macro F1
+    weights = None if metric in ("accuracy", "f1_micro") else _label_weights(metric, positives)
+    bias = np.zeros(n_classes)
+    for _ in range(ROUNDS):
+        before = bias.copy()
+        for j in range(n_classes):
+            shifted = probs + bias
+            shifted[:, j] = -np.inf
+            other = shifted.argmax(axis=1)
+            margin = shifted[np.arange(n), other] - probs[:, j]
+            order = np.argsort(margin)
+            o, t = other[order], truth[order]
+            now_right, flip_right = (o == t), (t == j)
+            if weights is None:
+                base = now_right.sum() / n
+                values = base + np.cumsum(flip_right.astype(np.int64) - now_right) / n
+            else:
+                tp = np.bincount(other[other == truth], minlength=n_classes)
+                pred = np.bincount(other, minlength=n_classes)
+                base = float(weights @ _f1(tp, pred, positives))
+                # flipping a row takes it from class o: F1 of o after minus before its r-th loss
+                lost = _cumcount_by_group(np.ones(n, dtype=np.int64), o)
+                lost_tp = _cumcount_by_group(now_right.astype(np.int64), o)
+                after = _f1(tp[o] - lost_tp, pred[o] - lost, positives[o])
+                prior = _f1(tp[o] - lost_tp + now_right, pred[o] - lost + 1, positives[o])
+                gained = _f1(np.cumsum(flip_right), np.arange(1, n + 1), positives[j])
+                values = base + np.cumsum(weights[o] * (after - prior)) + weights[j] * gained
+            cut, _ = _best_cut(-margin[order], values, base)
+            bias[j] = -float(cut)
+        if np.array_equal(before, bias):
+            break
+    # scored by metrics.score: a row whose margin equals the bias exactly is an argmax tie
+    return bias, evaluate(y, probs, "multiclass", metric, bias)
+
+
+def fit_cuts(
+    y: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    metric: str,
+    strategy: str = "per_label",
+    value: float = 0.5,
+    tune_bias: bool = False,
+) -> tuple[np.ndarray, float]:
+    """Tunes the decision on (y, probs) for `metric`.
+
+    Args:
+        y: (n, L) 0/1 truth (one-hot for multiclass, one column for binary).
+        probs: (n, L) probabilities.
+        task: multilabel | multiclass | binary.
+        metric: a `metrics.METRIC_NAMES` name.
+        strategy: per_label | global | fixed (multilabel and binary).
+        value: the threshold of `fixed`.
+        tune_bias: multiclass: tune an additive per-class bias (else plain argmax).
+
+    Returns:
+        (cuts, metric value on these rows): per-label thresholds, or the multiclass bias.
+    """
+    n_labels = probs.shape[1]
+    if task == "multiclass":
+        if tune_bias and metric not in PROB_METRICS:
+            return _multiclass_bias(y, probs, metric)
+        cuts = np.zeros(n_labels)
+    elif metric in PROB_METRICS:
+        cuts = np.full(n_labels, 0.5)
+    elif strategy == "fixed":
+        cuts = np.full(n_labels, value)
+    else:
+        # metrics.score scores binary tasks as the positive class's F1 (or accuracy)
+        metric = metric if task == "multilabel" or metric == "accuracy" else "f1_macro"
+        if strategy == "global":
+            cut, best = _global(y, probs, metric)
+            return np.full(n_labels, cut), best
+        return _per_label(y, probs, metric)
+    return cuts, evaluate(y, probs, task, metric, cuts)
+
+
+# ---- the stage -----------------------------------------------------------------------------------
+
+
+def _named(cuts: np.ndarray, task: str, label_names: list[str]) -> dict[str, Any]:
+    mapping = {name: float(c) for name, c in zip(label_names, cuts, strict=True)}
+    return {"thresholds": {}, "bias": mapping} if task == "multiclass" else {"thresholds": mapping}
+
+
+def _report(y, probs, fold, label_names, task, metric, **tuning) -> dict[str, Any]:
+    cuts, _ = fit_cuts(y, probs, task, metric, **tuning)
+    untuned = np.zeros(len(label_names)) if task == "multiclass" else np.full(len(label_names), 0.5)
+    nested = np.zeros_like(y, dtype=np.int8)
+    per_fold = []
+    for k in np.unique(fold):
+        held = fold == k
+        fold_cuts, _ = fit_cuts(y[~held], probs[~held], task, metric, **tuning)
+        nested[held] = apply_cuts(probs[held], task, fold_cuts)
+        per_fold.append(
+            {
+                "fold": int(k),
+                "rows": int(held.sum()),
+                "cv_at_0.5": evaluate(y[held], probs[held], task, metric, untuned),
+                "cv_tuned": evaluate(y[held], probs[held], task, metric, cuts),
+                "cv_nested": evaluate(y[held], probs[held], task, metric, fold_cuts),
+                **_named(fold_cuts, task, label_names),
+            }
+        )
+    is_prob = metric in PROB_METRICS
+    strategy = tuning["strategy"] if task != "multiclass" else "argmax+bias" if tuning["tune_bias"] else "argmax"
+    report = {
+        "strategy": "none" if is_prob else strategy,
+        "metric": metric,
+        "task": task,
+        **_named(cuts, task, label_names),
+        "cv_at_0.5": evaluate(y, probs, task, metric, untuned),
+        "cv_tuned": evaluate(y, probs, task, metric, cuts),
+        "cv_nested": evaluate(y, probs, task, metric, cuts) if is_prob else score(metric, y, nested, task),
+        "cv_nested_fold_mean": float(np.mean([f["cv_nested"] for f in per_fold])),
+        "per_fold": per_fold,
+    }
+    if is_prob:
+        report["note"] = f"{metric} scores probabilities: thresholds cannot change it; 0.5 (argmax) is kept"
+    return report
+
+
+def tune_thresholds(cfg: Config, tune_bias: bool = False) -> Path:
+    """Tunes thresholds on `oof.parquet` and writes `thresholds.json` (with CV before, after and nested).
+
+    Args:
+        cfg: the experiment config (`thresholds.strategy`, `thresholds.value`, `competition.metric`).
+        tune_bias: multiclass: tune a per-class additive bias on the OOF (default: plain argmax).
+
+    Returns:
+        The path of thresholds.json.
+
+    Raises:
+        KaggleMLCError: oof.parquet or folds.parquet missing or not matching the training file.
+    """
+    data = load_competition(cfg.competition, with_test=False)
+    probs = read_probs(cfg.run_dir / OOF_FILE, data.train_ids, data.label_names, "run `kagglemlc train` first")
+    fold = fold_of_rows(cfg.run_dir, data.train_ids)
+    metric = cfg.competition.metric
+    result = _report(
+        data.y,
+        probs,
+        fold,
+        data.label_names,
+        data.task,
+        metric,
+        strategy=cfg.thresholds.strategy,
+        value=cfg.thresholds.value,
+        tune_bias=tune_bias,
+    )
+    path = write_json(cfg.run_dir / THRESHOLDS_FILE, result)
+    if metric in PROB_METRICS:
+        cv = result["cv_tuned"]
+        info(f"{metric} scores probabilities, so thresholds cannot change it: 0.5 written; CV {cv:.4f} → {path}")
+    else:
+        info(
+            f"thresholds ({result['strategy']}, {metric}): CV {result['cv_at_0.5']:.4f} untuned → "
+            f"{result['cv_tuned']:.4f} tuned, {result['cv_nested']:.4f} nested (tuned on the other folds) → {path}"
+        )
+    return path
