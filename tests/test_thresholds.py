@@ -139,7 +139,8 @@ def test_multiclass_argmax_and_bias(tmp_path, cli):
     plain = json.loads(tune_thresholds(cfg).read_text())
     assert plain["strategy"] == "argmax" and set(plain["bias"].values()) == {0.0}
     assert plain["cv_tuned"] == plain["cv_at_0.5"]
-    tuned = json.loads(tune_thresholds(cfg, tune_bias=True).read_text())
+    cfg.thresholds.multiclass_bias = True
+    tuned = json.loads(tune_thresholds(cfg).read_text())
     assert tuned["strategy"] == "argmax+bias" and list(tuned["bias"]) == ["a", "b", "c"]
     assert tuned["cv_tuned"] > tuned["cv_at_0.5"] + 0.05
     assert isinstance(tuned["cv_nested"], float)

@@ -77,6 +77,19 @@ def predict(config: Path = CONFIG_ARG, fold: int | None = FOLD_OPT) -> None:
     run_predict(_config(config, None), fold)
 
 
+@app.command()
+def run(
+    config: Path = CONFIG_ARG,
+    overrides: list[str] = OVERRIDES_ARG,
+    upload: bool = typer.Option(False, "--upload", help="Also send the submission to Kaggle (never without this)."),
+    message: str | None = typer.Option(None, "--message", "-m", help="Submission description."),
+) -> None:
+    """The whole chain: prepare, train every fold, predict, tune thresholds, submit; current stages are skipped."""
+    from kagglemlc.pipeline import run as run_chain
+
+    run_chain(_config(config, overrides), upload=upload, message=message)
+
+
 @app.command("tune-thresholds")
 def tune_thresholds(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
     """Tune decision thresholds on the OOF probabilities → thresholds.json (CV untuned, tuned and nested)."""

@@ -11,6 +11,7 @@ the current directory (where the user typed them).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -172,6 +173,8 @@ class ThresholdsConfig(Section):
     """per_label (tuned per label on OOF), global (one tuned threshold), fixed (`value`)."""
     value: float = Field(0.5, gt=0, lt=1)
     """The threshold used with `strategy: fixed`."""
+    multiclass_bias: bool = False
+    """Multiclass: tune an additive per-class bias on the OOF before the argmax."""
 
 
 class SubmissionConfig(Section):
@@ -355,3 +358,28 @@ def save_resolved(cfg: Config) -> Path:
         "git_commit": _git_commit(config_file.parent),
     }
     return write_yaml(cfg.run_dir / "config.yaml", {**settings_dict(cfg), "meta": meta})
+
+
+def reference_markdown() -> str:
+    """The config reference (every section, key, type, default and doc) as Markdown tables, for the README."""
+    lines = []
+    for section, model in [("(top level)", Config), *_sections().items()]:
+        lines += [
+            f"### `{section}`" if model is not Config else "### top level",
+            "",
+            "| key | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
+        for name, field in model.model_fields.items():
+            if name == "meta" or (model is Config and name in _sections()):
+                continue
+            kind = str(field.annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "")
+            kind = kind.replace("'>", "").replace("Annotated[Path, AfterValidator(func=<function _resolve_path", "Path")
+            kind = re.sub(r" at 0x[0-9a-f]+>\)\]", "", kind).replace("|", "\\|")
+            default = (
+                "required" if field.is_required() else f"`{field.default!r}`" if field.default is not None else "—"
+            )
+            doc = (field.description or "").replace("|", "\\|")
+            lines.append(f"| `{name}` | {kind} | {default} | {doc} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -174,9 +174,7 @@ def _blend_config(first: Config, config_paths: list[Path], name: str, weights: n
     return cfg
 
 
-def ensemble(
-    config_paths: Sequence[str | Path], name: str | None = None, method: str = "mean", tune_bias: bool = False
-) -> Path:
+def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method: str = "mean") -> Path:
     """Blends experiments into a new experiment directory, weights fitted on OOF for the competition metric.
 
     Args:
@@ -184,7 +182,6 @@ def ensemble(
         name: the blend's name; it is written to `<first member's output_dir>/../blend-<name>/`.
             Default: the members' names joined by "+".
         method: mean | rank | geometric (see `blend`).
-        tune_bias: multiclass: tune a per-class bias on the blend (as `tune_thresholds`).
 
     Returns:
         The blend's directory.
@@ -220,7 +217,7 @@ def ensemble(
     th = first.thresholds
 
     def objective(probs: np.ndarray) -> float:
-        return fit_cuts(data.y, probs, task, metric, th.strategy, th.value, tune_bias)[1]
+        return fit_cuts(data.y, probs, task, metric, th.strategy, th.value, th.multiclass_bias)[1]
 
     weights, _ = fit_weights(oofs, objective, method)
     name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
@@ -230,7 +227,7 @@ def ensemble(
     if tests is not None:
         write_parquet(cfg.run_dir / TEST_FILE, probability_frame(data.test_ids, blend(tests, weights, method), names))
     save_resolved(cfg)
-    tuned = json.loads(tune_thresholds(cfg, tune_bias).read_text(encoding="utf-8"))
+    tuned = json.loads(tune_thresholds(cfg).read_text(encoding="utf-8"))
     untuned = np.zeros(len(names)) if task == "multiclass" else np.full(len(names), 0.5)
     members = [
         (c.name, w, evaluate(data.y, o, task, metric, untuned), objective(o))

@@ -400,12 +400,11 @@ def _report(y, probs, fold, label_names, task, metric, **tuning) -> dict[str, An
     return report
 
 
-def tune_thresholds(cfg: Config, tune_bias: bool = False) -> Path:
+def tune_thresholds(cfg: Config) -> Path:
     """Tunes thresholds on `oof.parquet` and writes `thresholds.json` (with CV before, after and nested).
 
     Args:
-        cfg: the experiment config (`thresholds.strategy`, `thresholds.value`, `competition.metric`).
-        tune_bias: multiclass: tune a per-class additive bias on the OOF (default: plain argmax).
+        cfg: the experiment config (`thresholds.strategy`, `.value`, `.multiclass_bias`, `competition.metric`).
 
     Returns:
         The path of thresholds.json.
@@ -426,7 +425,7 @@ def tune_thresholds(cfg: Config, tune_bias: bool = False) -> Path:
         metric,
         strategy=cfg.thresholds.strategy,
         value=cfg.thresholds.value,
-        tune_bias=tune_bias,
+        tune_bias=cfg.thresholds.multiclass_bias,
     )
     path = write_json(cfg.run_dir / THRESHOLDS_FILE, result)
     if metric in PROB_METRICS:

@@ -38,9 +38,9 @@ from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import probability_frame, write_json, write_parquet
 from kagglemlc.folds import fold_dir, fold_of_rows
 from kagglemlc.losses import build_loss
-from kagglemlc.metrics import score
 from kagglemlc.modeling import build_model, build_tokenizer, count_parameters, load_trained
 from kagglemlc.predict import combine_folds, fold_complete, predict_probs, predict_test
+from kagglemlc.thresholds import fit_cuts
 
 PROGRESS_FILE = "progress.json"
 
@@ -248,14 +248,19 @@ class FoldTrainer:
         """Scores the fold's validation rows; returns True when training should stop early."""
         t, p = self.cfg.train, self.progress
         probs = predict_probs(self.model, self.enc, self.val_rows, self.accelerator, t.eval_batch_size, self.data.task)
-        metric = score(
-            self.cfg.competition.metric, self.data.y[self.val_rows][:, : probs.shape[1]], probs, self.data.task
-        )
+        y_val, comp = self.data.y[self.val_rows][:, : probs.shape[1]], self.cfg.competition
+        at_half = score(comp.metric, y_val, probs, self.data.task)
+        # Select on the metric with the thresholds the submission will use (tuned per label, as
+        # tune-thresholds does): at a fixed 0.5 a young model scores 0 on every rare label and all
+        # early checkpoints tie. Both numbers are kept in the history.
+        th = self.cfg.thresholds
+        metric = fit_cuts(y_val, probs, self.data.task, comp.metric, th.strategy, th.value, th.multiclass_bias)[1]
         entry = {
             "step": p.step,
             "epoch": round(p.step / self.steps_per_epoch, 3),
             "train_loss": round(train_loss, 6),
             "metric": metric,
+            "metric_at_0.5": at_half,
             "lr": self.scheduler.get_last_lr()[0],
         }
         p.history.append(entry)
@@ -272,7 +277,7 @@ class FoldTrainer:
         rate = p.samples / max(p.train_seconds, 1e-9)
         info(
             f"fold {self.fold} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: loss {train_loss:.4f} "
-            f"{self.cfg.competition.metric} {metric:.4f} (best {p.best_metric:.4f} @ {p.best_step}) "
+            f"{self.cfg.competition.metric} {metric:.4f} tuned / {at_half:.4f} at 0.5 (best {p.best_metric:.4f} @ {p.best_step}) "
             f"{rate:.0f} samples/s"
         )
         return p.stopped_early
@@ -343,6 +348,7 @@ class FoldTrainer:
                 {
                     "fold": self.fold,
                     "metric_name": self.cfg.competition.metric,
+                    "selection": "metric with thresholds tuned on the validation rows (metric_at_0.5 beside it)",
                     "best_metric": p.best_metric,
                     "best_step": p.best_step,
                     "stopped_early": p.stopped_early,
