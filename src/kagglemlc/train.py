@@ -38,6 +38,7 @@ from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import probability_frame, write_json, write_parquet
 from kagglemlc.folds import fold_dir, fold_of_rows
 from kagglemlc.losses import build_loss
+from kagglemlc.metrics import score
 from kagglemlc.modeling import build_model, build_tokenizer, count_parameters, load_trained
 from kagglemlc.predict import combine_folds, fold_complete, predict_probs, predict_test
 from kagglemlc.thresholds import fit_cuts
@@ -277,8 +278,8 @@ class FoldTrainer:
         rate = p.samples / max(p.train_seconds, 1e-9)
         info(
             f"fold {self.fold} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: loss {train_loss:.4f} "
-            f"{self.cfg.competition.metric} {metric:.4f} tuned / {at_half:.4f} at 0.5 (best {p.best_metric:.4f} @ {p.best_step}) "
-            f"{rate:.0f} samples/s"
+            f"{self.cfg.competition.metric} {metric:.4f} tuned / {at_half:.4f} at 0.5 "
+            f"(best {p.best_metric:.4f} @ {p.best_step}) {rate:.0f} samples/s"
         )
         return p.stopped_early
 
