@@ -42,7 +42,9 @@ def test_focal_and_asl_reduce_to_bce_without_focusing():
     x, t = torch.randn(16, 3), (torch.rand(16, 3) > 0.6).float()
     bce = build_loss(TrainConfig(loss="bce"), "multilabel", t.numpy())(x, t)
     focal = build_loss(TrainConfig(loss="focal", focal_gamma=0.0), "multilabel", t.numpy())(x, t)
-    asl = build_loss(TrainConfig(loss="asl", asl_gamma_neg=0, asl_gamma_pos=0, asl_clip=0), "multilabel", t.numpy())(x, t)
+    asl = build_loss(TrainConfig(loss="asl", asl_gamma_neg=0, asl_gamma_pos=0, asl_clip=0), "multilabel", t.numpy())(
+        x, t
+    )
     assert torch.allclose(bce, focal, atol=1e-6) and torch.allclose(bce, asl, atol=1e-5)
     # focusing lowers the loss of easy examples
     assert build_loss(TrainConfig(loss="focal"), "multilabel", t.numpy())(x, t) < bce

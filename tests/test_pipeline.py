@@ -56,8 +56,13 @@ def test_run_chain_submits_then_skips_and_redoes_only_what_changed(tmp_path, cli
 def test_demo_config_runs_end_to_end_with_the_bundled_model(tmp_path, cli):
     """The README's first command, shortened to a few steps per fold: the real MiniLM, offline."""
     out = tmp_path / "demo"
-    code, _, err = cli("run", ROOT / "configs" / "demo.yaml", "train.max_steps=3", f"output_dir={out}",
-                       f"submission.dir={tmp_path / 'subs'}")
+    code, _, err = cli(
+        "run",
+        ROOT / "configs" / "demo.yaml",
+        "train.max_steps=3",
+        f"output_dir={out}",
+        f"submission.dir={tmp_path / 'subs'}",
+    )
     assert code == 0, err
     assert len(list((tmp_path / "subs").glob("demo-*.csv"))) == 1
     metrics = json.loads((out / "fold0" / "metrics.json").read_text())
