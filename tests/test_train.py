@@ -129,12 +129,16 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, cli, models):
             time.sleep(0.002)
             continue
         if state["step"] >= 60:
+            # a second run on the same directory is refused while the first holds it ...
+            code, _, err = cli(*base)
+            assert code == 2 and "in use by `kagglemlc train` (pid" in err and err.count("\n") == 1, err
             proc.send_signal(signal.SIGKILL)
             killed_at = state["step"]
             break
     proc.wait(timeout=60)
     assert killed_at is not None and proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (tmp_path / "run" / "fold0" / "metrics.json").exists()
+    # ... and the lock of the killed process is not stale: the same command resumes
     out, err = _kagglemlc(*base).communicate(timeout=300)
     assert "resuming at step" in err, err
     a = pd.read_parquet(tmp_path / "ref" / "fold0" / "oof.parquet")

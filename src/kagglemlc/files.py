@@ -74,3 +74,47 @@ def probability_frame(ids: np.ndarray, probs: np.ndarray, label_names: list[str]
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     return _write_with(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
+
+
+_HELD: set[Path] = set()
+
+
+@contextmanager
+def experiment_lock(run_dir: Path, command: str) -> Iterator[None]:
+    """Refuses a second concurrent `train`/`run` on the same experiment directory.
+
+    An OS lock (flock) on `<run_dir>/.lock`: the kernel drops it when its process dies, so a lock
+    left by a killed run is never stale. Re-entrant within one process (`run` calls `train`).
+
+    Raises:
+        KaggleMLCError: another live process holds the directory.
+    """
+    import fcntl
+
+    from kagglemlc.errors import KaggleMLCError
+
+    path = (Path(run_dir) / ".lock").resolve()
+    if path in _HELD:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the lock's lifetime
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise KaggleMLCError(
+            f"{run_dir} is in use by {holder}; wait for it to finish or use another output_dir"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"`kagglemlc {command}` (pid {os.getpid()})")
+    fh.flush()
+    _HELD.add(path)
+    try:
+        yield
+    finally:
+        _HELD.discard(path)
+        fh.close()  # closing releases the flock

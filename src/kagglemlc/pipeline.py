@@ -21,7 +21,7 @@ from typing import Any
 
 from kagglemlc.config import Config, settings_dict
 from kagglemlc.console import info
-from kagglemlc.files import write_json
+from kagglemlc.files import experiment_lock, write_json
 from kagglemlc.folds import FOLDS_FILE, fold_dir, prepare
 
 STAGES_FILE = "stages.json"
@@ -107,6 +107,11 @@ def _discard_stale_folds(cfg: Config) -> None:
 
 def run(cfg: Config, upload: bool = False, message: str | None = None) -> None:
     """The whole chain for one experiment, each stage skipped when its outputs are current."""
+    with experiment_lock(cfg.run_dir, "run"):
+        _run_stages(cfg, upload, message)
+
+
+def _run_stages(cfg: Config, upload: bool, message: str | None) -> None:
     from kagglemlc.submit import submit
     from kagglemlc.thresholds import tune_thresholds
     from kagglemlc.train import train

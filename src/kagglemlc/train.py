@@ -13,6 +13,7 @@ so the same command after a crash continues where the run stopped and ends with 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -35,7 +36,7 @@ from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config, TrainConfig, save_resolved, settings_dict
 from kagglemlc.console import info, is_main_process, stderr
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import probability_frame, write_json, write_parquet
+from kagglemlc.files import experiment_lock, probability_frame, write_json, write_parquet
 from kagglemlc.folds import fold_dir, fold_of_rows
 from kagglemlc.losses import build_loss
 from kagglemlc.metrics import score
@@ -391,6 +392,12 @@ def train(cfg: Config, fold: int | None = None) -> None:
         raise KaggleMLCError(f"--fold {fold}: cv.folds is {cfg.cv.folds}, so folds are 0..{cfg.cv.folds - 1}")
     data = load_competition(cfg.competition)
     fold_of_row = fold_assignment(cfg, data)
+    # only the main process holds the lock: the other ranks of a torchrun launch are the same run
+    with experiment_lock(cfg.run_dir, "train") if is_main_process() else contextlib.nullcontext():
+        _train_folds(cfg, data, fold_of_row, fold)
+
+
+def _train_folds(cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fold: int | None) -> None:
     if is_main_process():
         save_resolved(cfg)
     for k in [fold] if fold is not None else range(cfg.cv.folds):
