@@ -187,3 +187,10 @@ def test_cli_override_error_exits_2_without_writing(tmp_path, cli):
     assert len(lines) == 1 and lines[0].startswith("error:") and "cv.fold" in lines[0] and "cv.folds" in lines[0]
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_yaml_bare_no_means_precision_no(tmp_path):
+    path = make_competition(tmp_path / "comp")
+    path.write_text(path.read_text() + "train:\n  precision: no\n")
+    assert load_config(path).train.precision == "no"
+    assert load_config(path, ["train.precision=no"]).train.precision == "no"

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import write_yaml
@@ -122,6 +131,8 @@ class TrainConfig(Section):
     """Stop after this many optimiser steps (debugging, smoke runs)."""
     lr: float = Field(5e-5, gt=0)
     """Peak learning rate."""
+    head_lr: float | None = Field(None, gt=0)
+    """Peak learning rate of the new classification head (default: `lr`); higher helps on small data."""
     weight_decay: float = Field(0.01, ge=0)
     """AdamW weight decay (not applied to biases and norms)."""
     batch_size: int = Field(32, ge=1)
@@ -140,6 +151,12 @@ class TrainConfig(Section):
     """adamw (torch) or the bitsandbytes 8-bit variants."""
     precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
     """auto = bf16 where supported (GPU or CPU with AVX512-BF16), else fp16 on GPU, else fp32."""
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        return "no" if value is False else value  # YAML 1.1 reads a bare `no` as false
+
     loss: Literal["bce", "focal", "asl", "ce"] = "bce"
     """bce / focal / asl (asymmetric) for multilabel and binary; ce for multiclass."""
     class_weights: Literal["none", "balanced", "sqrt"] = "none"

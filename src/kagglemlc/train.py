@@ -107,13 +107,25 @@ class Schedule:
         return self.plateau_scale  # constant, reduce_on_plateau
 
 
+def _in_body(name: str, prefix: str) -> bool:
+    """True for parameters of the pretrained body (`bert.`, `model.`...), False for the task head."""
+    return name.removeprefix("base_model.model.").startswith(prefix + ".")  # peft wraps names in base_model.model.
+
+
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """AdamW (torch or bitsandbytes 8-bit) with no weight decay on biases and norms."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for _, p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
+    """AdamW (torch or bitsandbytes 8-bit), no weight decay on biases and norms, `head_lr` for the new head."""
+    prefix = getattr(model, "base_model_prefix", "") or "\0"
+    groups = []
+    for decay in (True, False):
+        for body in (True, False):
+            params = [
+                p
+                for n, p in model.named_parameters()
+                if p.requires_grad and (p.ndim >= 2) == decay and _in_body(n, prefix) == body
+            ]
+            if params:
+                lr = cfg.lr if body or cfg.head_lr is None else cfg.head_lr
+                groups.append({"params": params, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr})
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     import bitsandbytes as bnb
