@@ -94,3 +94,20 @@ def test_collate_pads_on_the_tokenizers_side():
     left = collate(enc, np.array([0, 1]), pad_to_multiple_of=4)
     assert left["input_ids"].tolist() == [[0, 5, 6, 7], [0, 0, 0, 8]]
     assert left["attention_mask"].tolist() == [[0, 1, 1, 1], [0, 0, 0, 1]]
+
+
+def test_head_lr_applies_to_the_new_head_only(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from kagglemlc.train import build_optimizer
+    from tiny_models import make_encoder
+
+    model = AutoModelForSequenceClassification.from_pretrained(make_encoder(tmp_path, "bert"), num_labels=3)
+    groups = build_optimizer(TrainConfig(lr=1e-4, head_lr=1e-2, weight_decay=0.1), model).param_groups
+    head = {id(p) for p in model.classifier.parameters()}
+    for group in groups:
+        is_head = {id(p) in head for p in group["params"]}
+        assert len(is_head) == 1  # a group is all head or all body
+        assert group["lr"] == (1e-2 if is_head.pop() else 1e-4)
+        assert group["weight_decay"] == (0.1 if group["params"][0].ndim >= 2 else 0.0)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
