@@ -6,30 +6,35 @@ Saved as causal-LM checkpoints (with an LM head, without a classification head),
 them; the classification head is created when kagglemlc loads them. Word-level tokenizers over the toy
 vocabulary of conftest.toy_frame; each architecture mimics its family's special tokens: Llama and Gemma
 prepend a BOS, Qwen2 and GPT-2 add nothing, GPT-2's single `<|endoftext|>` is BOS, EOS and UNK at once.
+Qwen2 is the exception: transformers 5 always loads a qwen2 checkpoint's tokenizer as Qwen2Tokenizer
+(byte-level BPE rebuilt from vocab and merges), so its tiny tokenizer is a byte-level BPE trained on the
+toy vocabulary, saved with `pad_token: null` (real Qwen tokenizers name one; ours must not).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
     GemmaConfig,
     GPT2Config,
     LlamaConfig,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
     Qwen2Config,
+    Qwen2Tokenizer,
 )
 
 from tiny_models import VOCAB_WORDS
 
-# per architecture: special tokens (first = id 0), tokenizer roles, whether a BOS is prepended
+# per architecture: special tokens (first = id 0), their roles, the token prepended to every text
 SPECIALS = {
     "llama": (["<unk>", "<s>", "</s>"], {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}, "<s>"),
     "gemma": (["<unk>", "<bos>", "<eos>"], {"unk_token": "<unk>", "bos_token": "<bos>", "eos_token": "<eos>"}, "<bos>"),
-    "qwen2": (["<|endoftext|>", "<|im_start|>"], {"eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, None),
     "gpt2": (
         ["<|endoftext|>"],
         {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"},
@@ -46,23 +51,48 @@ DECODER_CONFIGS = {
 ARCHS = tuple(DECODER_CONFIGS)
 
 
-def make_decoder_tokenizer(folder: Path, arch: str, padding_side: str = "right", **roles) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer with the family's special tokens and no pad token; `roles` overrides them."""
+def _word_level(arch: str, padding_side: str, roles: dict) -> PreTrainedTokenizerBase:
     specials, default_roles, bos = SPECIALS[arch]
     vocab = {tok: i for i, tok in enumerate(specials + VOCAB_WORDS)}
     roles = {**default_roles, **roles}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=roles.get("unk_token") or specials[0]))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=specials[0]))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     if bos is not None:
         tok.post_processor = processors.TemplateProcessing(
             single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, vocab[bos])]
         )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, model_max_length=128, padding_side=padding_side, **{k: v for k, v in roles.items() if v}
+    kept = {k: v for k, v in roles.items() if v is not None}
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, padding_side=padding_side, **kept)
+
+
+def _byte_level_bpe(padding_side: str) -> PreTrainedTokenizerBase:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
-    assert fast.pad_token is None
-    fast.save_pretrained(folder)
-    return fast
+    tok.train_from_iterator([" ".join(VOCAB_WORDS)] * 3 + VOCAB_WORDS, trainer)
+    bpe = json.loads(tok.to_str())["model"]
+    return Qwen2Tokenizer(
+        vocab=bpe["vocab"],
+        merges=[tuple(m) for m in bpe["merges"]],
+        pad_token=None,
+        model_max_length=128,
+        padding_side=padding_side,
+    )
+
+
+def make_decoder_tokenizer(
+    folder: Path, arch: str, padding_side: str = "right", **roles: str | None
+) -> PreTrainedTokenizerBase:
+    """The family's tokenizer without a pad token, saved in `folder`; `roles` (eos_token=None, ...) change it."""
+    tokenizer = _byte_level_bpe(padding_side) if arch == "qwen2" else _word_level(arch, padding_side, roles)
+    assert tokenizer.pad_token is None
+    tokenizer.save_pretrained(folder)
+    return tokenizer
 
 
 def make_decoder(folder: Path, arch: str = "llama", padding_side: str = "right") -> Path:

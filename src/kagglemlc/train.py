@@ -40,7 +40,7 @@ from kagglemlc.files import experiment_lock, probability_frame, write_json, writ
 from kagglemlc.folds import fold_dir, fold_of_rows
 from kagglemlc.losses import build_loss
 from kagglemlc.metrics import score
-from kagglemlc.modeling import build_model, build_tokenizer, count_parameters, load_trained
+from kagglemlc.modeling import build_model, build_tokenizer, count_parameters, load_trained, save_trained
 from kagglemlc.predict import combine_folds, fold_complete, predict_probs, predict_test
 from kagglemlc.thresholds import fit_cuts
 
@@ -160,6 +160,14 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _trainable_only(models: list[torch.nn.Module], weights: list[dict], output_dir: str) -> None:
+    """Checkpoints keep the weights that train: a frozen base (4-bit or not) is rebuilt from model.name on resume."""
+    for model, state in zip(models, weights):
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        for key in [k for k in state if k not in trainable]:
+            del state[key]
+
+
 def _peak_memory_mb(device: torch.device) -> dict[str, float | None]:
     cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
@@ -196,6 +204,7 @@ class FoldTrainer:
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.accelerator.register_for_checkpointing(self.scheduler)
+        self.accelerator.register_save_state_pre_hook(_trainable_only)
         self.progress = FoldState()
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -218,7 +227,7 @@ class FoldTrainer:
         if not (ckpt / PROGRESS_FILE).is_file():
             return
         try:
-            self.accelerator.load_state(str(ckpt))
+            self.accelerator.load_state(str(ckpt), strict=False)  # frozen weights are not in it
             self.progress = FoldState(**json.loads((ckpt / PROGRESS_FILE).read_text()))
         except Exception as exc:  # a truncated or corrupted checkpoint
             raise KaggleMLCError(
@@ -231,7 +240,7 @@ class FoldTrainer:
             return
         tmp = self.dir / "model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.accelerator.unwrap_model(self.model).save_pretrained(tmp)
+        save_trained(self.cfg, self.accelerator.unwrap_model(self.model), tmp)
         self.tokenizer.save_pretrained(tmp)
         _replace_dir(tmp, self.dir / "model")
         frame = probability_frame(self.data.train_ids[self.val_rows], val_probs, self.data.label_names)

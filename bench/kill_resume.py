@@ -1,0 +1,412 @@
+"""Crash safety of `kagglemlc run`: kill -9 at random moments, rerun the same command, compare with a clean run.
+
+    python bench/kill_resume.py                     # ~6-8 min on 2 CPU cores: 1 clean run + 12 trials
+    python bench/kill_resume.py --timed 3 --seed 1  # fewer random-time trials, another draw
+    python bench/kill_resume.py --keep /tmp/kr      # keep every trial's folder for a look
+
+The experiment is the tests' toy competition (tests/conftest.make_competition: 3 labels planted as
+keywords) with the tests' tiny random BERT (tests/tiny_models.make_encoder), 3 folds, enough steps that
+an uninterrupted `kagglemlc run` takes ~20-30 s including process start, fp32 (`precision: no`), resumable
+state saved every 5 steps, and early stopping off so every run does the same work.
+
+1. A clean run: `python -m kagglemlc run config.yaml` in a subprocess, polled every few milliseconds to
+   time when each output appears (the stage timeline).
+2. Trials, each in a fresh copy of the competition folder:
+   - timed: SIGKILL to the run's process group after a delay drawn uniformly (seeded) over the clean
+     run's duration;
+   - on an event: SIGKILL as soon as a given path appears (folds.parquet, a checkpoint being written,
+     fold1/checkpoint, fold2/test.parquet, oof.parquet, thresholds.json, the submission CSV);
+   - twice: killed, rerun and killed again before the final rerun.
+   After each kill every output file present is parsed (parquet, json, yaml, csv, safetensors, torch
+   pickles; temp files and *.tmp / *.old folders are listed but not parsed): atomic writes mean each
+   one is complete. Then the same command is rerun to completion.
+3. The final oof.parquet, test.parquet, thresholds.json (thresholds and CV values) and the submission
+   CSV's content are compared with the clean run's, bit for bit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import make_competition  # noqa: E402
+from tiny_models import make_encoder  # noqa: E402
+
+FOLDS = 3
+POLL_S = 0.002
+RUN_TIMEOUT_S = 300
+EVENTS = [
+    "folds.parquet",
+    "fold0/checkpoint.tmp",  # a checkpoint half written
+    "fold1/checkpoint",
+    "fold1/model.tmp",  # the best model half written
+    "fold2/test.parquet",
+    "oof.parquet",
+    "thresholds.json",
+    "submission csv",
+]
+TRAIN = {
+    "epochs": 4,
+    "lr": 5e-3,
+    "batch_size": 8,
+    "eval_batch_size": 64,
+    "precision": "no",
+    "checkpoint_every": 5,
+    "early_stopping_patience": None,
+}
+
+
+def build(folder: Path, model: Path) -> Path:
+    """The competition + config in `folder`; returns the config path."""
+    return make_competition(
+        folder,
+        n_train=480,
+        n_test=120,
+        config={
+            "competition": {"slug": "toy"},
+            "cv": {"folds": FOLDS, "seed": 0},
+            "model": {"name": str(model), "max_length": 32},
+            "train": TRAIN,
+        },
+    )
+
+
+# ---- running and killing ---------------------------------------------------------------------------
+
+
+def start(config: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with open(log, "ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "kagglemlc", "run", str(config)],
+            cwd=config.parent,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: the kill takes any child with it
+        )
+
+
+def kill9(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def submission_files(folder: Path) -> list[Path]:
+    subs = folder / "submissions"
+    return sorted(p for p in subs.glob("*.csv") if p.name != "log.csv") if subs.is_dir() else []
+
+
+def exists(folder: Path, event: str) -> bool:
+    if event == "submission csv":
+        return bool(submission_files(folder))
+    return (folder / "run" / event).exists()
+
+
+def run_to_end(config: Path, log: Path, timeline: dict[str, float] | None = None) -> tuple[int, float]:
+    """Runs to completion; with `timeline`, records when each watched path first appears."""
+    begin = time.perf_counter()
+    proc = start(config, log)
+    watched = [*EVENTS, "fold0/checkpoint", "fold0/metrics.json", "fold1/metrics.json", "fold2/metrics.json"]
+    while proc.poll() is None:
+        if timeline is not None:
+            now = time.perf_counter() - begin
+            for event in watched:
+                if event not in timeline and exists(config.parent, event):
+                    timeline[event] = now
+        if time.perf_counter() - begin > RUN_TIMEOUT_S:
+            kill9(proc)
+            return -9, time.perf_counter() - begin
+        time.sleep(POLL_S)
+    return proc.returncode, time.perf_counter() - begin
+
+
+def run_and_kill(config: Path, log: Path, delay: float | None = None, event: str | None = None) -> dict:
+    """Starts the run and SIGKILLs it after `delay` seconds or when `event` appears."""
+    begin = time.perf_counter()
+    proc = start(config, log)
+    while proc.poll() is None:
+        elapsed = time.perf_counter() - begin
+        if (delay is not None and elapsed >= delay) or (event is not None and exists(config.parent, event)):
+            kill9(proc)
+            return {"killed_at": elapsed, "finished_first": False}
+        time.sleep(POLL_S)
+    return {"killed_at": time.perf_counter() - begin, "finished_first": True, "returncode": proc.returncode}
+
+
+# ---- what a kill left behind -------------------------------------------------------------------------
+
+
+def is_temp(rel: Path) -> bool:
+    return any(part.endswith((".tmp", ".old")) for part in rel.parts) or rel.name.startswith(".")
+
+
+def parse(path: Path) -> None:
+    """Raises unless the file is complete in its format."""
+    suffix = path.suffix
+    if suffix == ".parquet":
+        pd.read_parquet(path)
+    elif suffix == ".json":
+        json.loads(path.read_text(encoding="utf-8"))
+    elif suffix == ".yaml":
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+    elif suffix == ".csv":
+        pd.read_csv(path)
+    elif suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        load_file(path)
+    elif suffix in (".bin", ".pkl", ".pt"):
+        import torch
+
+        torch.load(path, weights_only=False, map_location="cpu")
+
+
+def inventory(folder: Path) -> dict:
+    """Outputs present after a kill: each parsed; temp leftovers listed."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.parent.name != "bert")
+    outputs = [p for p in files if (folder / "run") in p.parents or (folder / "submissions") in p.parents]
+    invalid, temp = [], []
+    for path in outputs:
+        rel = path.relative_to(folder)
+        if is_temp(rel):
+            temp.append(str(rel))
+            continue
+        try:
+            parse(path)
+        except Exception as exc:  # noqa: BLE001 - any failure to parse is the finding
+            invalid.append(f"{rel}: {type(exc).__name__}")
+    return {"outputs": [str(p.relative_to(folder)) for p in outputs], "invalid": invalid, "temp": temp}
+
+
+def stage_at_kill(folder: Path, log: Path) -> str:
+    """Where the killed run was, from the files it left and the last lines it printed."""
+    run = folder / "run"
+    if not (run / "folds.parquet").is_file():
+        return "prepare"
+    for k in range(FOLDS):
+        fold = run / f"fold{k}"
+        if not (fold / "metrics.json").is_file():
+            step = None
+            for name in ("checkpoint", "checkpoint.old"):
+                progress = fold / name / "progress.json"
+                if progress.is_file():
+                    step = json.loads(progress.read_text())["step"]
+                    break
+            lines = log.read_text(errors="replace").splitlines()
+            trained = any(f"fold {k} step" in ln and "/" in ln and _at_end(ln) for ln in lines)
+            if trained:
+                return f"predict fold {k}"
+            return f"train fold {k}" + (f" (ckpt step {step})" if step is not None else " (no ckpt)")
+    stamps = json.loads((run / "stages.json").read_text()) if (run / "stages.json").is_file() else {}
+    if not (run / "oof.parquet").is_file() or "train" not in stamps:
+        return "combine folds"
+    if not (run / "thresholds.json").is_file() or "tune-thresholds" not in stamps:
+        return "tune-thresholds"
+    if not submission_files(folder) or "submit" not in stamps:
+        return "submit"
+    return "done"
+
+
+def _at_end(line: str) -> bool:
+    """True for a log line 'fold k step S/T ...' with S == T (training finished)."""
+    try:
+        done, total = line.split(" step ")[1].split()[0].split("/")
+        return done == total
+    except (IndexError, ValueError):
+        return False
+
+
+# ---- comparing with the clean run ----------------------------------------------------------------------
+
+
+def results(folder: Path) -> dict:
+    run = folder / "run"
+    thresholds = json.loads((run / "thresholds.json").read_text())
+    subs = submission_files(folder)
+    return {
+        "oof": pd.read_parquet(run / "oof.parquet"),
+        "test": pd.read_parquet(run / "test.parquet"),
+        "thresholds": thresholds["thresholds"],
+        "cv": {k: thresholds[k] for k in ("cv_at_0.5", "cv_tuned", "cv_nested")},
+        "submission": subs[-1].read_bytes() if subs else None,
+        "n_submissions": len(subs),
+        "metrics": [json.loads((run / f"fold{k}" / "metrics.json").read_text()) for k in range(FOLDS)],
+        "leftover_checkpoints": sorted(str(p.relative_to(run)) for p in run.glob("fold*/checkpoint*")),
+    }
+
+
+def _frame_identical(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return list(a.columns) == list(b.columns) and a["id"].tolist() == b["id"].tolist() and all(
+        np.array_equal(a[c].to_numpy(), b[c].to_numpy()) for c in a.columns if c != "id"
+    )
+
+
+def compare(clean: dict, got: dict) -> list[str]:
+    """The differences from the clean run (empty: bit-identical)."""
+    diffs = []
+    for key in ("oof", "test"):
+        if not _frame_identical(clean[key], got[key]):
+            worst = max(float(np.abs(clean[key][c].to_numpy() - got[key][c].to_numpy()).max()) for c in clean[key].columns[1:])
+            diffs.append(f"{key}.parquet differs (max |Δ| {worst:.3g})")
+    if clean["thresholds"] != got["thresholds"]:
+        diffs.append("thresholds differ")
+    if clean["cv"] != got["cv"]:
+        diffs.append("CV values differ")
+    if clean["submission"] != got["submission"]:
+        diffs.append("submission CSV differs")
+    for k, (a, b) in enumerate(zip(clean["metrics"], got["metrics"])):
+        if [h["metric"] for h in a["history"]] != [h["metric"] for h in b["history"]] or a["best_step"] != b["best_step"]:
+            diffs.append(f"fold{k} validation history differs")
+    return diffs
+
+
+# ---- the trials ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    name: str
+    delays: list[float | None] = field(default_factory=list)
+    event: str | None = None
+    row: dict = field(default_factory=dict)
+
+
+def run_trial(trial: Trial, work: Path, model: Path, clean: dict) -> dict:
+    folder = work / f"trial-{trial.name.replace(':', '-').replace('/', '-').replace(' ', '-')}"
+    config = build(folder, model)
+    log = folder / "log.txt"
+    kills = []
+    for delay in trial.delays or [None]:
+        kill = run_and_kill(config, log, delay=delay, event=trial.event if delay is None else None)
+        kill["stage"] = "finished before the kill" if kill["finished_first"] else stage_at_kill(folder, log)
+        kill.update(inventory(folder))
+        kills.append(kill)
+    with open(log, "a") as fh:
+        fh.write("\n==== rerun ====\n")
+    code, seconds = run_to_end(config, log)
+    rerun_log = log.read_text(errors="replace").split("==== rerun ====")[-1]
+    resumed = [ln.split(": ")[1] for ln in rerun_log.splitlines() if "resuming at step" in ln]
+    skipped = [ln.split(":")[0] for ln in rerun_log.splitlines() if "up to date" in ln]
+    got = results(folder) if code == 0 else None
+    diffs = compare(clean, got) if got is not None else ["rerun failed"]
+    return {
+        "trial": trial.name,
+        "kills": kills,
+        "rerun_code": code,
+        "rerun_s": seconds,
+        "resumed": resumed,
+        "skipped": skipped,
+        "diffs": diffs,
+        "n_submissions": None if got is None else got["n_submissions"],
+        "leftover_checkpoints": None if got is None else got["leftover_checkpoints"],
+    }
+
+
+def key_files(outputs: list[str]) -> str:
+    """A short summary of the outputs present: top-level files and, per fold, what it holds."""
+    top = [p.removeprefix("run/") for p in outputs if p.startswith("run/") and p.count("/") == 1]
+    top = [p for p in top if not p.startswith(".")]
+    folds = []
+    for k in range(FOLDS):
+        inside = {p.split("/")[2] for p in outputs if p.startswith(f"run/fold{k}/")}
+        if inside:
+            folds.append(f"fold{k}[{','.join(sorted(s.removesuffix('.parquet').removesuffix('.json') for s in inside))}]")
+    subs = [p for p in outputs if p.startswith("submissions/")]
+    return " ".join(top + folds + ([f"submissions({len(subs)})"] if subs else [])) or "—"
+
+
+def print_table(rows: list[dict]) -> None:
+    print("\n| trial | kill at (s) → stage | outputs present at the kill | all parse | rerun | identical to the clean run |")
+    print("|---|---|---|:---:|---|---|")
+    for r in rows:
+        kills = "; then ".join(f"{k['killed_at']:.1f} → {k['stage']}" for k in r["kills"])
+        present = " / ".join(key_files(k["outputs"]) for k in r["kills"])
+        parses = "yes" if not any(k["invalid"] for k in r["kills"]) else "NO: " + ", ".join(sum((k["invalid"] for k in r["kills"]), []))
+        temp = sum((k["temp"] for k in r["kills"]), [])
+        if temp:
+            parses += f" (temp left: {', '.join(sorted({t.split('/')[-1] if t.split('/')[-1].startswith('.') else t for t in temp}))})"
+        rerun = f"exit {r['rerun_code']}, {r['rerun_s']:.1f} s"
+        if r["resumed"]:
+            rerun += "; resumed " + ", ".join(r["resumed"])
+        if r["skipped"]:
+            rerun += "; skipped " + ", ".join(r["skipped"])
+        same = "yes" if not r["diffs"] else "NO: " + "; ".join(r["diffs"])
+        notes = []
+        if r["n_submissions"] and r["n_submissions"] > 1:
+            notes.append(f"{r['n_submissions']} submission files")
+        if r["leftover_checkpoints"]:
+            notes.append("left: " + ", ".join(r["leftover_checkpoints"]))
+        if notes:
+            same += f" ({'; '.join(notes)})"
+        print(f"| {r['trial']} | {kills} | {present} | {parses} | {rerun} | {same} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timed", type=int, default=5, help="trials killed at a random time (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill times")
+    parser.add_argument("--no-events", action="store_true", help="skip the kill-on-event trials")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="kill_resume-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        model = make_encoder(work / "bert", "bert")
+        clean_config = build(work / "clean", model)
+        timeline: dict[str, float] = {}
+        code, duration = run_to_end(clean_config, work / "clean" / "log.txt", timeline)
+        if code != 0:
+            sys.exit(f"the clean run failed (exit {code}); see {work / 'clean' / 'log.txt'}")
+        clean = results(work / "clean")
+        print(f"clean run: {duration:.1f} s; outputs appeared at (s):")
+        for event, at in sorted(timeline.items(), key=lambda kv: kv[1]):
+            print(f"  {at:6.2f}  {event}")
+
+        rng = random.Random(args.seed)
+        trials = [Trial(f"t{i + 1}", delays=[rng.uniform(0, duration)]) for i in range(args.timed)]
+        if not args.no_events:
+            trials += [Trial(f"e:{event}", event=event) for event in EVENTS]
+        trials.append(Trial("twice", delays=sorted(rng.uniform(0.2, 0.8) * duration for _ in range(2))))
+
+        rows = []
+        for trial in trials:
+            row = run_trial(trial, work, model, clean)
+            rows.append(row)
+            kills = "; ".join(f"{k['killed_at']:.1f}s {k['stage']}" for k in row["kills"])
+            print(f"{trial.name}: killed {kills}; rerun exit {row['rerun_code']}; diffs: {row['diffs'] or 'none'}")
+        print_table(rows)
+        identical = sum(not r["diffs"] for r in rows)
+        invalid = sum(bool(k["invalid"]) for r in rows for k in r["kills"])
+        print(f"\n{identical}/{len(rows)} reruns bit-identical to the clean run; {invalid} kills left an unparsable output")
+        if args.json:
+            args.json.write_text(json.dumps({"clean_s": duration, "timeline": timeline, "rows": rows}, indent=1, default=str))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
