@@ -40,7 +40,14 @@ from kagglemlc.files import experiment_lock, probability_frame, write_json, writ
 from kagglemlc.folds import fold_dir, fold_of_rows
 from kagglemlc.losses import build_loss
 from kagglemlc.metrics import score
-from kagglemlc.modeling import build_model, build_tokenizer, count_parameters, load_trained, save_trained
+from kagglemlc.modeling import (
+    build_model,
+    build_tokenizer,
+    count_parameters,
+    head_modules,
+    load_trained,
+    save_trained,
+)
 from kagglemlc.predict import combine_folds, fold_complete, predict_probs, predict_test
 from kagglemlc.thresholds import fit_cuts
 
@@ -107,24 +114,20 @@ class Schedule:
         return self.plateau_scale  # constant, reduce_on_plateau
 
 
-def _in_body(name: str, prefix: str) -> bool:
-    """True for parameters of the pretrained body (`bert.`, `model.`...), False for the task head."""
-    return name.removeprefix("base_model.model.").startswith(prefix + ".")  # peft wraps names in base_model.model.
-
-
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW (torch or bitsandbytes 8-bit), no weight decay on biases and norms, `head_lr` for the new head."""
-    prefix = getattr(model, "base_model_prefix", "") or "\0"
+    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a peft wrapper
+    head = {id(p) for name in head_modules(hf_model) for p in getattr(hf_model, name).parameters()}
     groups = []
     for decay in (True, False):
-        for body in (True, False):
+        for in_head in (False, True):
             params = [
                 p
-                for n, p in model.named_parameters()
-                if p.requires_grad and (p.ndim >= 2) == decay and _in_body(n, prefix) == body
+                for p in model.parameters()
+                if p.requires_grad and (p.ndim >= 2) == decay and (id(p) in head) == in_head
             ]
             if params:
-                lr = cfg.lr if body or cfg.head_lr is None else cfg.head_lr
+                lr = cfg.head_lr if in_head and cfg.head_lr is not None else cfg.lr
                 groups.append({"params": params, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr})
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
