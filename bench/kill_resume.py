@@ -1,22 +1,24 @@
 """Crash safety of `kagglemlc run`: kill -9 at random moments, rerun the same command, compare with a clean run.
 
-    python bench/kill_resume.py                     # ~6-8 min on 2 CPU cores: 1 clean run + 12 trials
+    python bench/kill_resume.py                     # ~6-10 min on 2 CPU cores: a clean run + 16 trials
     python bench/kill_resume.py --timed 3 --seed 1  # fewer random-time trials, another draw
     python bench/kill_resume.py --keep /tmp/kr      # keep every trial's folder for a look
 
 The experiment is the tests' toy competition (tests/conftest.make_competition: 3 labels planted as
-keywords) with the tests' tiny random BERT (tests/tiny_models.make_encoder), 3 folds, enough steps that
-an uninterrupted `kagglemlc run` takes ~20-30 s including process start, fp32 (`precision: no`), resumable
-state saved every 5 steps, and early stopping off so every run does the same work.
+keywords, 900 training rows) with the tests' tiny random BERT (tests/tiny_models.make_encoder), 3 folds
+of 5 epochs (~1,100 optimiser steps: ~10 s of training on an idle machine, ~17 s for the whole run with
+process start), fp32 (`precision: no`), resumable state saved every 5 steps, early stopping off so
+every run does the same work.
 
 1. A clean run: `python -m kagglemlc run config.yaml` in a subprocess, polled every few milliseconds to
    time when each output appears (the stage timeline).
 2. Trials, each in a fresh copy of the competition folder:
    - timed: SIGKILL to the run's process group after a delay drawn uniformly (seeded) over the clean
-     run's duration;
+     run's duration (the machine is shared and its pace varies: a kill that comes after the run has
+     finished is retried, up to 3 tries, over the duration of that uninterrupted run);
    - on an event: SIGKILL as soon as a given path appears (folds.parquet, a checkpoint being written,
      fold1/checkpoint, fold2/test.parquet, oof.parquet, thresholds.json, the submission CSV);
-   - twice: killed, rerun and killed again before the final rerun.
+   - twice: killed during fold 0, rerun and killed again during fold 2, then the final rerun.
    After each kill every output file present is parsed (parquet, json, yaml, csv, safetensors, torch
    pickles; temp files and *.tmp / *.old folders are listed but not parsed): atomic writes mean each
    one is complete. Then the same command is rerun to completion.
@@ -27,6 +29,7 @@ state saved every 5 steps, and early stopping off so every run does the same wor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -36,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +57,18 @@ POLL_S = 0.002
 RUN_TIMEOUT_S = 300
 EVENTS = [
     "folds.parquet",
-    "fold0/checkpoint.tmp",  # a checkpoint half written
+    "fold0/checkpoint.tmp",  # a checkpoint folder just created
+    "fold1/checkpoint.tmp+5ms",  # ... and 5 ms into writing it
     "fold1/checkpoint",
-    "fold1/model.tmp",  # the best model half written
+    "fold1/model.tmp+2ms",  # the best model half written
     "fold2/test.parquet",
     "oof.parquet",
     "thresholds.json",
     "submission csv",
 ]
+"""Kill when this path (under the output dir) appears, optionally a few milliseconds later."""
 TRAIN = {
-    "epochs": 4,
+    "epochs": 5,
     "lr": 5e-3,
     "batch_size": 8,
     "eval_batch_size": 64,
@@ -77,8 +82,8 @@ def build(folder: Path, model: Path) -> Path:
     """The competition + config in `folder`; returns the config path."""
     return make_competition(
         folder,
-        n_train=480,
-        n_test=120,
+        n_train=900,
+        n_test=150,
         config={
             "competition": {"slug": "toy"},
             "cv": {"folds": FOLDS, "seed": 0},
@@ -105,10 +110,8 @@ def start(config: Path, log: Path) -> subprocess.Popen:
 
 
 def kill9(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
@@ -127,7 +130,13 @@ def run_to_end(config: Path, log: Path, timeline: dict[str, float] | None = None
     """Runs to completion; with `timeline`, records when each watched path first appears."""
     begin = time.perf_counter()
     proc = start(config, log)
-    watched = [*EVENTS, "fold0/checkpoint", "fold0/metrics.json", "fold1/metrics.json", "fold2/metrics.json"]
+    watched = [
+        *(e.split("+")[0] for e in EVENTS),
+        "fold0/checkpoint",
+        "fold0/metrics.json",
+        "fold1/metrics.json",
+        "fold2/metrics.json",
+    ]
     while proc.poll() is None:
         if timeline is not None:
             now = time.perf_counter() - begin
@@ -142,15 +151,19 @@ def run_to_end(config: Path, log: Path, timeline: dict[str, float] | None = None
 
 
 def run_and_kill(config: Path, log: Path, delay: float | None = None, event: str | None = None) -> dict:
-    """Starts the run and SIGKILLs it after `delay` seconds or when `event` appears."""
-    begin = time.perf_counter()
+    """Starts the run and SIGKILLs it after `delay` seconds, or when `event` ("path" or "path+5ms") appears."""
+    path, _, extra = (event or "").partition("+")
+    offset = float(extra.removesuffix("ms")) / 1000 if extra else 0.0
+    begin, seen = time.perf_counter(), None
     proc = start(config, log)
     while proc.poll() is None:
         elapsed = time.perf_counter() - begin
-        if (delay is not None and elapsed >= delay) or (event is not None and exists(config.parent, event)):
+        if seen is None and event is not None and exists(config.parent, path):
+            seen = elapsed
+        if (delay is not None and elapsed >= delay) or (seen is not None and elapsed >= seen + offset):
             kill9(proc)
             return {"killed_at": elapsed, "finished_first": False}
-        time.sleep(POLL_S)
+        time.sleep(POLL_S if seen is None else POLL_S / 4)
     return {"killed_at": time.perf_counter() - begin, "finished_first": True, "returncode": proc.returncode}
 
 
@@ -257,8 +270,10 @@ def results(folder: Path) -> dict:
 
 
 def _frame_identical(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    return list(a.columns) == list(b.columns) and a["id"].tolist() == b["id"].tolist() and all(
-        np.array_equal(a[c].to_numpy(), b[c].to_numpy()) for c in a.columns if c != "id"
+    return (
+        list(a.columns) == list(b.columns)
+        and a["id"].tolist() == b["id"].tolist()
+        and all(np.array_equal(a[c].to_numpy(), b[c].to_numpy()) for c in a.columns if c != "id")
     )
 
 
@@ -267,7 +282,9 @@ def compare(clean: dict, got: dict) -> list[str]:
     diffs = []
     for key in ("oof", "test"):
         if not _frame_identical(clean[key], got[key]):
-            worst = max(float(np.abs(clean[key][c].to_numpy() - got[key][c].to_numpy()).max()) for c in clean[key].columns[1:])
+            worst = max(
+                float(np.abs(clean[key][c].to_numpy() - got[key][c].to_numpy()).max()) for c in clean[key].columns[1:]
+            )
             diffs.append(f"{key}.parquet differs (max |Δ| {worst:.3g})")
     if clean["thresholds"] != got["thresholds"]:
         diffs.append("thresholds differ")
@@ -276,7 +293,9 @@ def compare(clean: dict, got: dict) -> list[str]:
     if clean["submission"] != got["submission"]:
         diffs.append("submission CSV differs")
     for k, (a, b) in enumerate(zip(clean["metrics"], got["metrics"])):
-        if [h["metric"] for h in a["history"]] != [h["metric"] for h in b["history"]] or a["best_step"] != b["best_step"]:
+        if [h["metric"] for h in a["history"]] != [h["metric"] for h in b["history"]] or a["best_step"] != b[
+            "best_step"
+        ]:
             diffs.append(f"fold{k} validation history differs")
     return diffs
 
@@ -287,31 +306,48 @@ def compare(clean: dict, got: dict) -> list[str]:
 @dataclass
 class Trial:
     name: str
-    delays: list[float | None] = field(default_factory=list)
-    event: str | None = None
-    row: dict = field(default_factory=dict)
+    kills: list[float | str]
+    """One kill per entry, each followed by the next run: a fraction of the run's expected duration
+    (a random-time kill), or an event (see EVENTS)."""
 
 
-def run_trial(trial: Trial, work: Path, model: Path, clean: dict) -> dict:
+MAX_TRIES = 3
+"""A random-time kill that comes after the run has finished (the shared machine got faster) is retried."""
+
+
+def run_trial(trial: Trial, work: Path, model: Path, clean: dict, expected: list[float]) -> dict:
+    """Kills as the trial says, reruns to the end, compares. `expected` holds the latest full-run duration."""
     folder = work / f"trial-{trial.name.replace(':', '-').replace('/', '-').replace(' ', '-')}"
-    config = build(folder, model)
-    log = folder / "log.txt"
-    kills = []
-    for delay in trial.delays or [None]:
-        kill = run_and_kill(config, log, delay=delay, event=trial.event if delay is None else None)
-        kill["stage"] = "finished before the kill" if kill["finished_first"] else stage_at_kill(folder, log)
-        kill.update(inventory(folder))
-        kills.append(kill)
+    for attempt in range(1, MAX_TRIES + 1):
+        shutil.rmtree(folder, ignore_errors=True)
+        config = build(folder, model)
+        log = folder / "log.txt"
+        kills = []
+        for when in trial.kills:
+            how = {"event": when} if isinstance(when, str) else {"delay": when * expected[0]}
+            kill = run_and_kill(config, log, **how)
+            kill["stage"] = "finished before the kill" if kill["finished_first"] else stage_at_kill(folder, log)
+            kill.update(inventory(folder))
+            kills.append(kill)
+        missed = [k for k, w in zip(kills, trial.kills) if k["finished_first"] and not isinstance(w, str)]
+        if not missed or attempt == MAX_TRIES:
+            break
+        expected[0] = missed[0]["killed_at"]  # that run went uninterrupted: the machine's current pace
     with open(log, "a") as fh:
         fh.write("\n==== rerun ====\n")
     code, seconds = run_to_end(config, log)
     rerun_log = log.read_text(errors="replace").split("==== rerun ====")[-1]
-    resumed = [ln.split(": ")[1] for ln in rerun_log.splitlines() if "resuming at step" in ln]
+    resumed = [
+        ln.split(":")[0] + " @ step " + ln.split("resuming at step ")[1].split()[0]
+        for ln in rerun_log.splitlines()
+        if "resuming at step" in ln
+    ]
     skipped = [ln.split(":")[0] for ln in rerun_log.splitlines() if "up to date" in ln]
     got = results(folder) if code == 0 else None
+    temp_after = sorted({_temp_name(t) for t in inventory(folder)["temp"]} - {".lock"})
     diffs = compare(clean, got) if got is not None else ["rerun failed"]
     return {
-        "trial": trial.name,
+        "trial": trial.name + (f" (try {attempt})" if attempt > 1 else ""),
         "kills": kills,
         "rerun_code": code,
         "rerun_s": seconds,
@@ -320,6 +356,7 @@ def run_trial(trial: Trial, work: Path, model: Path, clean: dict) -> dict:
         "diffs": diffs,
         "n_submissions": None if got is None else got["n_submissions"],
         "leftover_checkpoints": None if got is None else got["leftover_checkpoints"],
+        "temp_after_rerun": temp_after,
     }
 
 
@@ -331,40 +368,53 @@ def key_files(outputs: list[str]) -> str:
     for k in range(FOLDS):
         inside = {p.split("/")[2] for p in outputs if p.startswith(f"run/fold{k}/")}
         if inside:
-            folds.append(f"fold{k}[{','.join(sorted(s.removesuffix('.parquet').removesuffix('.json') for s in inside))}]")
-    subs = [p for p in outputs if p.startswith("submissions/")]
-    return " ".join(top + folds + ([f"submissions({len(subs)})"] if subs else [])) or "—"
+            folds.append(
+                f"fold{k}[{','.join(sorted(s.removesuffix('.parquet').removesuffix('.json') for s in inside))}]"
+            )
+    subs = [p for p in outputs if p.startswith("submissions/") and not p.endswith("log.csv")]
+    log = ["log.csv"] if "submissions/log.csv" in outputs else []
+    return " ".join(top + folds + ([f"{len(subs)} submission CSV"] if subs else []) + log) or "—"
+
+
+def _temp_name(rel: str) -> str:
+    """fold0/checkpoint.tmp/... → fold0/checkpoint.tmp; run/.thresholds.json.x1y2.tmp → .thresholds.json.*.tmp."""
+    parts = rel.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part.endswith((".tmp", ".old")):
+            return "/".join(parts[1 : i + 1])
+    name = parts[-1]
+    return name if not name.endswith(".tmp") else ".".join(name.split(".")[:-2]) + ".*.tmp"
+
+
+def _row_cells(r: dict) -> list[str]:
+    kills = "; then ".join(f"{k['killed_at']:.1f} → {k['stage']}" for k in r["kills"])
+    present = " / ".join(key_files(k["outputs"]) for k in r["kills"])
+    invalid = [bad for k in r["kills"] for bad in k["invalid"]]
+    temp = sorted({_temp_name(t) for k in r["kills"] for t in k["temp"]} - {".lock"})
+    parses = ("yes" if not invalid else "NO: " + ", ".join(invalid)) + (f" (temp: {', '.join(temp)})" if temp else "")
+    rerun = f"exit {r['rerun_code']}, {r['rerun_s']:.1f} s"
+    if r["resumed"]:
+        rerun += "; resumed " + ", ".join(r["resumed"])
+    if r["skipped"]:
+        rerun += "; skipped " + ", ".join(r["skipped"])
+    same = "yes" if not r["diffs"] else "NO: " + "; ".join(r["diffs"])
+    notes = [f"{r['n_submissions']} submission CSVs"] if (r["n_submissions"] or 0) > 1 else []
+    notes += ["left behind: " + ", ".join(r["leftover_checkpoints"])] if r["leftover_checkpoints"] else []
+    notes += ["temp files still there: " + ", ".join(r["temp_after_rerun"])] if r["temp_after_rerun"] else []
+    return [r["trial"], kills, present, parses, rerun, same + (f" ({'; '.join(notes)})" if notes else "")]
 
 
 def print_table(rows: list[dict]) -> None:
-    print("\n| trial | kill at (s) → stage | outputs present at the kill | all parse | rerun | identical to the clean run |")
-    print("|---|---|---|:---:|---|---|")
+    header = ["trial", "kill at (s) → stage", "outputs present at the kill", "all parse", "rerun", "identical?"]
+    print("\n| " + " | ".join(header) + " |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        kills = "; then ".join(f"{k['killed_at']:.1f} → {k['stage']}" for k in r["kills"])
-        present = " / ".join(key_files(k["outputs"]) for k in r["kills"])
-        parses = "yes" if not any(k["invalid"] for k in r["kills"]) else "NO: " + ", ".join(sum((k["invalid"] for k in r["kills"]), []))
-        temp = sum((k["temp"] for k in r["kills"]), [])
-        if temp:
-            parses += f" (temp left: {', '.join(sorted({t.split('/')[-1] if t.split('/')[-1].startswith('.') else t for t in temp}))})"
-        rerun = f"exit {r['rerun_code']}, {r['rerun_s']:.1f} s"
-        if r["resumed"]:
-            rerun += "; resumed " + ", ".join(r["resumed"])
-        if r["skipped"]:
-            rerun += "; skipped " + ", ".join(r["skipped"])
-        same = "yes" if not r["diffs"] else "NO: " + "; ".join(r["diffs"])
-        notes = []
-        if r["n_submissions"] and r["n_submissions"] > 1:
-            notes.append(f"{r['n_submissions']} submission files")
-        if r["leftover_checkpoints"]:
-            notes.append("left: " + ", ".join(r["leftover_checkpoints"]))
-        if notes:
-            same += f" ({'; '.join(notes)})"
-        print(f"| {r['trial']} | {kills} | {present} | {parses} | {rerun} | {same} |")
+        print("| " + " | ".join(_row_cells(r)) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--timed", type=int, default=5, help="trials killed at a random time (default 5)")
+    parser.add_argument("--timed", type=int, default=6, help="trials killed at a random time (default 6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill times")
     parser.add_argument("--no-events", action="store_true", help="skip the kill-on-event trials")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
@@ -386,23 +436,29 @@ def main() -> None:
             print(f"  {at:6.2f}  {event}")
 
         rng = random.Random(args.seed)
-        trials = [Trial(f"t{i + 1}", delays=[rng.uniform(0, duration)]) for i in range(args.timed)]
+        expected = [duration]
+        trials = [Trial(f"t{i + 1}", [rng.uniform(0, 1)]) for i in range(args.timed)]
         if not args.no_events:
-            trials += [Trial(f"e:{event}", event=event) for event in EVENTS]
-        trials.append(Trial("twice", delays=sorted(rng.uniform(0.2, 0.8) * duration for _ in range(2))))
+            trials += [Trial(f"e:{event}", [event]) for event in EVENTS]
+        # killed mid fold 0, rerun, killed again mid fold 2, then the final rerun
+        trials.append(Trial("twice", ["fold0/checkpoint+50ms", "fold2/checkpoint+20ms"]))
 
         rows = []
         for trial in trials:
-            row = run_trial(trial, work, model, clean)
+            row = run_trial(trial, work, model, clean, expected)
             rows.append(row)
             kills = "; ".join(f"{k['killed_at']:.1f}s {k['stage']}" for k in row["kills"])
             print(f"{trial.name}: killed {kills}; rerun exit {row['rerun_code']}; diffs: {row['diffs'] or 'none'}")
         print_table(rows)
         identical = sum(not r["diffs"] for r in rows)
         invalid = sum(bool(k["invalid"]) for r in rows for k in r["kills"])
-        print(f"\n{identical}/{len(rows)} reruns bit-identical to the clean run; {invalid} kills left an unparsable output")
+        print(
+            f"\n{identical}/{len(rows)} reruns bit-identical to the clean run; {invalid} kills left unparsable outputs"
+        )
         if args.json:
-            args.json.write_text(json.dumps({"clean_s": duration, "timeline": timeline, "rows": rows}, indent=1, default=str))
+            args.json.write_text(
+                json.dumps({"clean_s": duration, "timeline": timeline, "rows": rows}, indent=1, default=str)
+            )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -311,6 +311,8 @@ def bench_trainer(name, args, train_df, pred, labels, work: Path, dynamic: bool,
         learning_rate=5e-5,
         seed=SEED,
         bf16=bf16,
+        # transformers refuses bf16=True without a GPU unless told to run on the CPU (what it does anyway here)
+        use_cpu=bf16 and not torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if dynamic else "random",
         # bookkeeping only (no effect on the computation): no checkpoints, logs, trackers or bars
         save_strategy="no",

@@ -14,7 +14,8 @@ submission, a mid-file ragged row, a wrong encoding...) must end the second way;
 delimiter comes from the extension or `competition.delimiter` must end the first way. Only a sniffed
 delimiter (a .txt file) may turn a clean case into a clean error.
 
-    python -m pytest -q tests/test_fuzz_inputs.py -s     # -s also shows the per-outcome counts
+    python -m pytest -q tests/test_fuzz_inputs.py                      # prints how many cases ended which way
+    FUZZ_EXAMPLES=600 python -m pytest -q tests/test_fuzz_inputs.py   # a longer hunt (~2 min)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +127,6 @@ class Case:
     folds: int
     defect: str | None
     seed: int
-    notes: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:  # hypothesis prints failing cases: abbreviate the 100k-character texts
         fields = ", ".join(f"{k}={_short(v)!r}" for k, v in self.__dict__.items())
@@ -569,6 +569,27 @@ def test_trailing_delimiter_on_every_data_row(tmp_path, cli):
     code, _, err = cli("prepare", config)
     if code == 0:
         check_prepared(case, config)
+    else:
+        message = assert_clean_failure(code, err, set(), tmp_path, "prepare with trailing delimiters")
+        message = message.replace(str(tmp_path), "<tmp>")
+        assert "field" in message or "delimiter" in message, f"the error does not name the real problem: {message}"
+
+
+def test_trailing_delimiter_with_a_list_label_column(tmp_path, cli):
+    """The same export with `label_format: list`: the shift must not pass silently (texts read as ids,
+    label lists read as texts, every row without labels: only 'no positive rows' warnings)."""
+    rows = [("r1", "happy day", "joy"), ("r2", "so furious", "anger"), ("r3", "happy, furious", "joy,anger")]
+    rows += [("r4", "calm day", ""), ("r5", "happy", "joy"), ("r6", "furious", "anger")]
+    (tmp_path / "train.csv").write_text("id,text,labels\n" + "".join(f'{i},"{t}","{lab}",\n' for i, t, lab in rows))
+    config = tmp_path / "config.yaml"
+    competition = {"train": "train.csv", "label_format": "list", "labels": ["joy", "anger"]}
+    config.write_text(yaml.safe_dump({"competition": competition, "cv": {"folds": 2}, "output_dir": "run"}))
+    code, _, err = cli("prepare", config)
+    if code == 0:
+        assert sorted(pd.read_parquet(tmp_path / "run" / "folds.parquet")["id"]) == [r[0] for r in rows]
+        data = load_competition(load_config(config).competition)
+        assert data.train_texts == [r[1] for r in rows]
+        assert data.y.tolist() == [[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 1]]
     else:
         message = assert_clean_failure(code, err, set(), tmp_path, "prepare with trailing delimiters")
         message = message.replace(str(tmp_path), "<tmp>")

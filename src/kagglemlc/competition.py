@@ -12,18 +12,24 @@ column. Ids are strings end to end, so "007" stays "007". Empty texts are warned
 from __future__ import annotations
 
 import csv
+import pickle
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kagglemlc import __version__
 from kagglemlc.config import CompetitionConfig
 from kagglemlc.console import warn
 from kagglemlc.errors import KaggleMLCError
+from kagglemlc.files import atomic_path
 
 _EXT_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+CACHE_FILE = "competition.pkl"
 
 
 @dataclass
@@ -115,9 +121,13 @@ def build_texts(frame: pd.DataFrame, spec: str | list[str], path: Path, which: s
     texts = texts.astype(str)
     blank = texts.str.strip() == ""
     if blank.any():
-        warn(f'{path}: {int(blank.sum())} {which} rows have an empty text; they are used as ""')
+        _warn_empty_texts(path, which, int(blank.sum()))
         texts = texts.where(~blank, "")
     return texts.tolist()
+
+
+def _warn_empty_texts(path: Path, which: str, count: int) -> None:
+    warn(f'{path}: {count} {which} rows have an empty text; they are used as ""')
 
 
 def _auto_labels(cfg: CompetitionConfig, submission: pd.DataFrame | None) -> list[str]:
@@ -132,6 +142,10 @@ def _auto_labels(cfg: CompetitionConfig, submission: pd.DataFrame | None) -> lis
 
 def _wide_labels(train: pd.DataFrame, names: list[str], cfg: CompetitionConfig) -> np.ndarray:
     _require_columns(train, names, cfg.train, "the label columns")
+    ones = [train[name] == "1" for name in names]
+    if names and all((one | (train[name] == "0")).all() for one, name in zip(ones, names)):
+        # the usual file holds nothing but "0" and "1": string comparisons suffice, no number parsing
+        return np.column_stack([one.to_numpy(dtype=np.int8) for one in ones])
     y = np.zeros((len(train), len(names)), dtype=np.int8)
     for j, name in enumerate(names):
         raw = train[name].str.strip()
@@ -209,6 +223,33 @@ def load_competition(
     Raises:
         KaggleMLCError: for every problem with the files the user can fix.
     """
+    return _load(cfg, with_test, group_column)
+
+
+@contextmanager
+def cached_competition(
+    cfg: CompetitionConfig, cache_dir: Path, with_test: bool = True, group_column: str | None = None
+) -> Iterator[CompetitionData]:
+    """`load_competition`, reusing `cache_dir/competition.pkl` (warnings included) while it is current.
+
+        with cached_competition(cfg.competition, cfg.run_dir, with_test=False) as data:
+            ...  # the stage's reading and checking
+
+    The cache is (re)written when the block ends without an error, so a failing stage leaves no new file.
+    """
+    key = _cache_key(cfg)
+    data = None if key is None else _read_cache(cache_dir / CACHE_FILE, key, with_test, group_column)
+    if data is not None:
+        _replay_warnings(cfg, data)
+        yield data
+        return
+    data = _load(cfg, with_test, group_column)
+    yield data
+    if key is not None:
+        _write_cache(cache_dir / CACHE_FILE, key, data, with_test, group_column)
+
+
+def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> CompetitionData:
     read = lambda path, key: read_table(path, key, cfg.encoding, cfg.delimiter)  # noqa: E731
     train = read(cfg.train, "competition.train")
     if train.empty:
@@ -293,3 +334,86 @@ def _load_test(cfg: CompetitionConfig, data: CompetitionData) -> None:
             raise KaggleMLCError(
                 f"{cfg.test}: ids do not match {cfg.sample_submission.name} ({len(test)} vs {len(sub)} rows, {example})"
             )
+
+
+# ---- the cache -----------------------------------------------------------------------------------
+# Parsing and validating the CSVs is most of what the stages after training spend at 1M rows. A stage
+# that loads through `cached_competition` keeps the result; it is reused only while the key matches: the
+# competition settings, the package version and (path, size, mtime) of every configured competition file.
+# Any edit of a file or of the settings is a miss, and a miss loads and validates the files as always.
+# The cache is kept per experiment (its output_dir), where stages may write; the texts come along, so a
+# hit returns exactly what a load returns (the sample submission's repeated columns are stored once).
+
+
+def _cache_key(cfg: CompetitionConfig) -> dict | None:
+    """What the cached data depends on; None when a configured file is missing (the load reports it)."""
+    stamps = []
+    for path in (cfg.train, cfg.test, cfg.sample_submission, cfg.label_names_file):
+        if path is not None:
+            try:
+                stat = path.stat()
+            except OSError:
+                return None
+            stamps.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+    return {"version": __version__, "settings": cfg.model_dump(mode="json"), "files": stamps}
+
+
+def _pack_sample(sample: pd.DataFrame | None) -> dict | None:
+    """The sample submission with each column of one repeated value (most of them) kept as that value."""
+    if sample is None:
+        return None
+    repeated = [c for c in sample if len(sample) and (sample[c] == sample[c].iloc[0]).all()]
+    return {
+        "columns": list(sample.columns),
+        "varying": sample.drop(columns=repeated),
+        "repeated": {c: (sample[c].iloc[0], sample[c].dtype) for c in repeated},
+    }
+
+
+def _unpack_sample(packed: dict | None) -> pd.DataFrame | None:
+    if packed is None:
+        return None
+    varying, repeated = packed["varying"], packed["repeated"]
+    return pd.DataFrame(
+        {
+            c: pd.Series(repeated[c][0], index=varying.index, dtype=repeated[c][1]) if c in repeated else varying[c]
+            for c in packed["columns"]
+        }
+    )
+
+
+def _write_cache(path: Path, key: dict, data: CompetitionData, with_test: bool, group_column: str | None) -> None:
+    packed = CompetitionData(**{**vars(data), "submission": _pack_sample(data.submission)})
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(key, fh, protocol=pickle.HIGHEST_PROTOCOL)  # first, so that a stale cache is read no further
+        pickle.dump((with_test, group_column, packed), fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read_cache(path: Path, key: dict, with_test: bool, group_column: str | None) -> CompetitionData | None:
+    """The cached data when its key matches and it holds what is asked; else None."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            if pickle.load(fh) != key:
+                return None
+            has_test, has_groups, data = pickle.load(fh)
+    except Exception:  # unreadable (truncated, written by another pandas ...): a miss, the files are read again
+        return None
+    if (with_test and not has_test) or (group_column is not None and group_column != has_groups):
+        return None
+    data.submission = _unpack_sample(data.submission)
+    if not with_test:
+        data.test_ids = data.test_texts = None
+    if group_column is None:
+        data.groups = None
+    return data
+
+
+def _replay_warnings(cfg: CompetitionConfig, data: CompetitionData) -> None:
+    """The warnings a full load gives, in its order (empty texts were stored as "")."""
+    _check_task(cfg, data.label_names, data.y)
+    for texts, path, which in ((data.train_texts, cfg.train, "train"), (data.test_texts, cfg.test, "test")):
+        empty = 0 if texts is None else texts.count("")
+        if empty:
+            _warn_empty_texts(path, which, empty)

@@ -13,13 +13,17 @@ would reward leakage rather than skill.
 Weights are non-negative and sum to 1. They are found by a pattern search on the simplex (move weight
 between two members, halve the step when no move helps) that starts from the best of every single
 member and the equal blend, so the blend's OOF score is never below its best member's. Each candidate
-is scored with thresholds re-tuned for it (the exact searches of `thresholds.py` are cheap).
+is scored with thresholds re-tuned for it (the exact searches of `thresholds.py` are cheap). On more than
+SEARCH_ROWS OOF rows the candidates are scored on a fixed random SEARCH_ROWS of them (the weights move in
+steps of 1/64, far coarser than what that subset can tell apart), and the blend found is then checked on
+all rows against the best member, which it replaces if it loses.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 from itertools import permutations
 from pathlib import Path
 
@@ -28,7 +32,7 @@ import pandas as pd
 from rich.table import Table
 from scipy.stats import rankdata
 
-from kagglemlc.competition import load_competition
+from kagglemlc.competition import cached_competition
 from kagglemlc.config import Config, load_config, save_resolved
 from kagglemlc.console import info, stdout, warn
 from kagglemlc.errors import KaggleMLCError
@@ -40,16 +44,21 @@ TEST_FILE = "test.parquet"
 METHODS = ("mean", "rank", "geometric")
 SMALLEST_STEP = 1 / 64
 """The weight search stops refining below this step."""
+SEARCH_ROWS = 50_000
+"""On more OOF rows the weight search scores this fixed random subset (the blend is still scored on all rows)."""
 
 
-def _to_blend_space(probs: np.ndarray, method: str) -> np.ndarray:
-    """Where blending is a weighted sum: probabilities, ranks scaled to [0, 1], or log-probabilities."""
+def _to_blend_space(probs: np.ndarray, method: str, copy: bool = True) -> np.ndarray:
+    """Where blending is a weighted sum: probabilities, ranks scaled to [0, 1], or log-probabilities.
+
+    With `copy=False` the probabilities are returned as they are (`_weighted_sum` computes in float64 anyway).
+    """
     if method == "rank":
         n = len(probs)
         return (rankdata(probs, axis=0) - 1) / max(n - 1, 1)
     if method == "geometric":
         return np.log(np.clip(probs, 1e-7, 1.0))
-    return np.asarray(probs, dtype=np.float64)
+    return np.asarray(probs, dtype=np.float64) if copy else probs
 
 
 def _from_blend_space(values: np.ndarray, method: str) -> np.ndarray:
@@ -67,8 +76,19 @@ def blend(arrays: Sequence[np.ndarray], weights: Sequence[float] | None = None, 
     if method not in METHODS:
         raise KaggleMLCError(f"blend method '{method}': choose one of {', '.join(METHODS)}")
     weights = np.full(len(arrays), 1 / len(arrays)) if weights is None else np.asarray(weights, dtype=np.float64)
-    total = sum(w * _to_blend_space(a, method) for w, a in zip(weights, arrays, strict=True) if w > 0)
-    return _from_blend_space(total, method)
+    return _from_blend_space(_weighted_sum(weights, [_to_blend_space(a, method, copy=False) for a in arrays]), method)
+
+
+def _weighted_sum(weights: np.ndarray, spaces: Sequence[np.ndarray]) -> np.ndarray:
+    """Σ w·z over the positive weights in float64, in order: what `sum` gives, without its temporaries."""
+    total = part = None
+    for w, z in zip(weights, spaces, strict=True):
+        if w > 0 and total is None:
+            total = np.multiply(z, w, dtype=np.float64)
+        elif w > 0:
+            part = np.multiply(z, w, out=part if part is not None else np.empty_like(total))
+            total += part
+    return total
 
 
 def average_folds(frames: Sequence[pd.DataFrame], method: str = "mean") -> pd.DataFrame:
@@ -115,8 +135,7 @@ def fit_weights(
     def value(weights: np.ndarray) -> float:
         key = tuple(np.round(weights, 9))
         if key not in cache:
-            total = sum(w * z for w, z in zip(weights, spaces, strict=True) if w > 0)
-            cache[key] = objective(_from_blend_space(total, method).astype(np.float32))
+            cache[key] = objective(_from_blend_space(_weighted_sum(weights, spaces), method).astype(np.float32))
         return cache[key]
 
     m = len(oofs)
@@ -137,6 +156,13 @@ def fit_weights(
         else:
             step /= 2
     return weights, value(weights)
+
+
+def _search_rows(n: int) -> np.ndarray | slice:
+    """The OOF rows the weight search scores: all, or a fixed random SEARCH_ROWS of them on larger data."""
+    if n <= SEARCH_ROWS:
+        return slice(None)
+    return np.sort(np.random.default_rng(0).choice(n, SEARCH_ROWS, replace=False))
 
 
 def _check_same_folds(cfgs: list[Config]) -> pd.DataFrame:
@@ -206,32 +232,39 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         if cfg.competition.metric != metric:
             warn(f"'{cfg.name}' uses competition.metric {cfg.competition.metric}; the blend is fitted for {metric}")
     folds = _check_same_folds(cfgs)
-    data = load_competition(first.competition, with_test=True)
-    names = data.label_names
     hint = "run `kagglemlc train` for this experiment first"
-    oofs = [read_probs(c.run_dir / OOF_FILE, data.train_ids, names, hint) for c in cfgs]
-    tests = None
-    if data.test_ids is not None:
-        tests = [read_probs(c.run_dir / TEST_FILE, data.test_ids, names, hint) for c in cfgs]
+    with cached_competition(first.competition, first.run_dir, with_test=True) as data:
+        names = data.label_names
+        oofs = [read_probs(c.run_dir / OOF_FILE, data.train_ids, names, hint) for c in cfgs]
+        tests = None
+        if data.test_ids is not None:
+            tests = [read_probs(c.run_dir / TEST_FILE, data.test_ids, names, hint) for c in cfgs]
 
     th = first.thresholds
 
-    def objective(probs: np.ndarray) -> float:
-        return fit_cuts(data.y, probs, task, metric, th.strategy, th.value, th.multiclass_bias)[1]
+    def objective(y: np.ndarray, probs: np.ndarray) -> float:
+        return fit_cuts(y, probs, task, metric, th.strategy, th.value, th.multiclass_bias)[1]
 
-    weights, _ = fit_weights(oofs, objective, method)
+    tuned_members = [objective(data.y, o) for o in oofs]
+    rows = _search_rows(len(data.y))
+    weights, _ = fit_weights([o[rows] for o in oofs], partial(objective, data.y[rows]), method)
+    oof_blend = blend(oofs, weights, method)
+    if isinstance(rows, np.ndarray) and objective(data.y, oof_blend.astype(np.float32)) < max(tuned_members):
+        # fitted on a subset: still never below the best member on all rows
+        weights = np.eye(len(oofs))[int(np.argmax(tuned_members))]
+        oof_blend = blend(oofs, weights, method)
     name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
     cfg = _blend_config(first, config_paths, name, weights, method)
     write_parquet(cfg.run_dir / FOLDS_FILE, folds)
-    write_parquet(cfg.run_dir / OOF_FILE, probability_frame(data.train_ids, blend(oofs, weights, method), names))
+    write_parquet(cfg.run_dir / OOF_FILE, probability_frame(data.train_ids, oof_blend, names))
     if tests is not None:
         write_parquet(cfg.run_dir / TEST_FILE, probability_frame(data.test_ids, blend(tests, weights, method), names))
     save_resolved(cfg)
-    tuned = json.loads(tune_thresholds(cfg).read_text(encoding="utf-8"))
+    tuned = json.loads(tune_thresholds(cfg, data).read_text(encoding="utf-8"))
     untuned = np.zeros(len(names)) if task == "multiclass" else np.full(len(names), 0.5)
     members = [
-        (c.name, w, evaluate(data.y, o, task, metric, untuned), objective(o))
-        for c, w, o in zip(cfgs, weights, oofs, strict=True)
+        (c.name, w, evaluate(data.y, o, task, metric, untuned), cv)
+        for c, w, o, cv in zip(cfgs, weights, oofs, tuned_members, strict=True)
     ]
     _print_summary(cfg, metric, members, tuned)
     return cfg.run_dir

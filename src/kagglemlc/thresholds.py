@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kagglemlc.competition import load_competition
+from kagglemlc.competition import CompetitionData, cached_competition
 from kagglemlc.config import Config
 from kagglemlc.console import info
 from kagglemlc.errors import KaggleMLCError
@@ -63,7 +63,10 @@ def read_probs(path: Path, ids: np.ndarray, label_names: list[str], hint: str) -
     extra = [c for c in frame.columns if c not in ("id", *label_names)]
     if extra:
         raise KaggleMLCError(f"{path}: column '{extra[0]}' is not a label of this competition")
-    probs = frame[label_names].to_numpy()[id_positions(frame["id"], ids, path, hint)]
+    found, probs = frame["id"], frame[label_names].to_numpy()
+    in_order = len(found) == len(ids) and np.array_equal(found.to_numpy(dtype=object), ids) and found.is_unique
+    if not in_order:  # the usual file lists the ids in the competition's order: no lookup needed
+        probs = probs[id_positions(found, ids, path, hint)]
     if not np.isfinite(probs).all():
         raise KaggleMLCError(f"{path}: holds NaN or infinite probabilities; {hint}")
     return probs
@@ -80,10 +83,26 @@ def apply_cuts(probs: np.ndarray, task: str, cuts: np.ndarray) -> np.ndarray:
 
 
 def evaluate(y: np.ndarray, probs: np.ndarray, task: str, metric: str, cuts: np.ndarray) -> float:
-    """The competition metric (via `metrics.score`) of `probs` decided with `cuts`."""
+    """The competition metric (as `metrics.score` computes it) of `probs` decided with `cuts`."""
     if metric in PROB_METRICS:
         return score(metric, y, probs, task)
-    return score(metric, y, apply_cuts(probs, task, cuts), task)
+    return _score_decided(y, apply_cuts(probs, task, cuts), task, metric)
+
+
+def _score_decided(y: np.ndarray, hard: np.ndarray, task: str, metric: str) -> float:
+    """`metrics.score` of 0/1 predictions; multilabel from counts (sklearn's formulas, many times faster)."""
+    if task != "multilabel" or y.shape[1] == 1:  # sklearn scores a single column as binary classes 0 and 1
+        return score(metric, y, hard, task)
+    hit = hard * y
+    if metric in _ROWWISE:
+        return float(_ROWWISE[metric](hit.sum(axis=1), hard.sum(axis=1), y.sum(axis=1)).mean())
+    tp, predicted, positives = hit.sum(axis=0), hard.sum(axis=0), y.sum(axis=0)
+    if metric == "f1_micro":
+        return float(_f1(tp.sum(), predicted.sum(), positives.sum()))
+    f1 = _f1(tp, predicted, positives)
+    # as sklearn: weighted by positives, a plain mean when no label has any
+    weighted = metric == "f1_weighted" and positives.sum() > 0
+    return float(np.average(f1, weights=positives if weighted else None))
 
 
 def read_thresholds(run_dir: Path, label_names: list[str]) -> np.ndarray:
@@ -185,14 +204,40 @@ _ROWWISE = {"jaccard": _jaccard_rows, "f1_samples": _f1_rows, "accuracy": _exact
 
 
 def _per_label(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
-    ranked = _Ranked.of(y, probs)
     if metric in _LABELWISE:
-        f1 = _f1(ranked.tp, np.arange(1, len(probs) + 1), ranked.positives[:, None])
-        cuts, best = _best_cut(ranked.desc, f1, 0.0)
-        return cuts, float(_label_weights(metric, ranked.positives) @ best)
+        return _labelwise(y, probs, metric)
+    ranked = _Ranked.of(y, probs)
     if metric == "f1_micro":
         return _ascend_micro(ranked)
     return _ascend_rows(ranked, _ROWWISE[metric])
+
+
+def _labelwise(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
+    """Each label's best F1 cut, the same as `_best_cut` over all n cuts but from two value sorts (no argsort).
+
+    Lowering the threshold past negatives alone only adds false positives, so the best cut (the highest
+    among equals) lies at a positive's score: only those are scored, with counts from binary search.
+    """
+    n, n_labels = probs.shape
+    scores, truth = np.ascontiguousarray(probs.T), np.ascontiguousarray(y.T) == 1
+    positives = truth.sum(axis=1)
+    cuts, best = np.empty(n_labels), np.zeros(n_labels)
+    for j in range(n_labels):
+        ordered = np.sort(scores[j])
+        top = np.float64(ordered[-1])
+        if positives[j] == 0:  # predicting nothing is best: above every score, as `_best_cut`
+            cuts[j] = (top + 1) / 2 if top < 1 else np.nextafter(top, np.inf)
+            continue
+        pos = np.sort(scores[j][truth[j]])
+        first = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])  # each distinct positive score
+        at = np.searchsorted(ordered, pos[first])  # scores below each candidate
+        f1 = _f1(positives[j] - first, n - at, positives[j])
+        k = len(f1) - 1 - int(f1[::-1].argmax())  # the highest cut among equal F1s
+        upper = np.float64(pos[first[k]])
+        lower = np.float64(ordered[at[k] - 1]) if at[k] > 0 else upper
+        mid = (upper + lower) / 2
+        cuts[j], best[j] = (mid if mid > lower else upper), f1[k]
+    return cuts, float(_label_weights(metric, positives) @ best)
 
 
 def _ascend_micro(ranked: _Ranked) -> tuple[np.ndarray, float]:
@@ -363,22 +408,29 @@ def _named(cuts: np.ndarray, task: str, label_names: list[str]) -> dict[str, Any
     return {"thresholds": {}, "bias": mapping} if task == "multiclass" else {"thresholds": mapping}
 
 
+def _rows(a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """`a[keep]` of an (n, L) array stored label-major, stored so too: the searches' label-major copies are free."""
+    return np.compress(keep, a.T, axis=1).T
+
+
 def _report(y, probs, fold, label_names, task, metric, **tuning) -> dict[str, Any]:
+    y, probs = np.ascontiguousarray(y.T).T, np.ascontiguousarray(probs.T).T
     cuts, _ = fit_cuts(y, probs, task, metric, **tuning)
     untuned = np.zeros(len(label_names)) if task == "multiclass" else np.full(len(label_names), 0.5)
     nested = np.zeros_like(y, dtype=np.int8)
     per_fold = []
     for k in np.unique(fold):
         held = fold == k
-        fold_cuts, _ = fit_cuts(y[~held], probs[~held], task, metric, **tuning)
-        nested[held] = apply_cuts(probs[held], task, fold_cuts)
+        fold_cuts, _ = fit_cuts(_rows(y, ~held), _rows(probs, ~held), task, metric, **tuning)
+        y_held, probs_held = _rows(y, held), _rows(probs, held)
+        nested[held] = apply_cuts(probs_held, task, fold_cuts)
         per_fold.append(
             {
                 "fold": int(k),
                 "rows": int(held.sum()),
-                "cv_at_0.5": evaluate(y[held], probs[held], task, metric, untuned),
-                "cv_tuned": evaluate(y[held], probs[held], task, metric, cuts),
-                "cv_nested": evaluate(y[held], probs[held], task, metric, fold_cuts),
+                "cv_at_0.5": evaluate(y_held, probs_held, task, metric, untuned),
+                "cv_tuned": evaluate(y_held, probs_held, task, metric, cuts),
+                "cv_nested": evaluate(y_held, probs_held, task, metric, fold_cuts),
                 **_named(fold_cuts, task, label_names),
             }
         )
@@ -391,7 +443,7 @@ def _report(y, probs, fold, label_names, task, metric, **tuning) -> dict[str, An
         **_named(cuts, task, label_names),
         "cv_at_0.5": evaluate(y, probs, task, metric, untuned),
         "cv_tuned": evaluate(y, probs, task, metric, cuts),
-        "cv_nested": evaluate(y, probs, task, metric, cuts) if is_prob else score(metric, y, nested, task),
+        "cv_nested": evaluate(y, probs, task, metric, cuts) if is_prob else _score_decided(y, nested, task, metric),
         "cv_nested_fold_mean": float(np.mean([f["cv_nested"] for f in per_fold])),
         "per_fold": per_fold,
     }
@@ -400,11 +452,13 @@ def _report(y, probs, fold, label_names, task, metric, **tuning) -> dict[str, An
     return report
 
 
-def tune_thresholds(cfg: Config) -> Path:
+def tune_thresholds(cfg: Config, data: CompetitionData | None = None) -> Path:
     """Tunes thresholds on `oof.parquet` and writes `thresholds.json` (with CV before, after and nested).
 
     Args:
         cfg: the experiment config (`thresholds.strategy`, `.value`, `.multiclass_bias`, `competition.metric`).
+        data: the competition when the caller has loaded it already (`ensemble`); default: loaded here
+            (through the experiment's competition cache).
 
     Returns:
         The path of thresholds.json.
@@ -412,7 +466,9 @@ def tune_thresholds(cfg: Config) -> Path:
     Raises:
         KaggleMLCError: oof.parquet or folds.parquet missing or not matching the training file.
     """
-    data = load_competition(cfg.competition, with_test=False)
+    if data is None:
+        with cached_competition(cfg.competition, cfg.run_dir, with_test=False) as data:
+            return tune_thresholds(cfg, data)
     probs = read_probs(cfg.run_dir / OOF_FILE, data.train_ids, data.label_names, "run `kagglemlc train` first")
     fold = fold_of_rows(cfg.run_dir, data.train_ids)
     metric = cfg.competition.metric
