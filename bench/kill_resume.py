@@ -189,10 +189,16 @@ def parse(path: Path) -> None:
         from safetensors.torch import load_file
 
         load_file(path)
-    elif suffix in (".bin", ".pkl", ".pt"):
+    elif suffix in (".bin", ".pkl", ".pt"):  # accelerate's state (torch.save) or a plain pickle (competition.pkl)
+        import pickle
+
         import torch
 
-        torch.load(path, weights_only=False, map_location="cpu")
+        try:
+            torch.load(path, weights_only=False, map_location="cpu")
+        except (RuntimeError, pickle.UnpicklingError):
+            with open(path, "rb") as fh:
+                pickle.load(fh)
 
 
 def inventory(folder: Path) -> dict:

@@ -5,8 +5,9 @@
 
 "search" times `fit_cuts` alone (one exact search on all OOF rows) for each metric and strategy.
 "stage" times `tune_thresholds` end to end as `kagglemlc tune-thresholds` runs it: read the training
-CSV and oof.parquet, tune on all rows and once per fold (nested CV), score everything with
-`metrics.score`, write thresholds.json.
+CSV and oof.parquet, tune on all rows and once per fold (nested CV), score everything, write
+thresholds.json. bench/postprocess_speed.py times that stage (with and without the competition cache)
+next to `ensemble` and `submit` on full synthetic competitions.
 """
 
 from __future__ import annotations

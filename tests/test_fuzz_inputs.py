@@ -596,6 +596,25 @@ def test_trailing_delimiter_with_a_list_label_column(tmp_path, cli):
         assert "field" in message or "delimiter" in message, f"the error does not name the real problem: {message}"
 
 
+def test_sample_submission_replaced_with_the_same_size_and_mtime(tmp_path, cli):
+    """A sample submission swapped for another of the same size that keeps the old mtime (`cp -p`, `rsync -t`,
+    unzip of a re-downloaded archive): submit follows the file on disk, not what an earlier command read."""
+    case = clean_case(test_ids=["t0", "t1", "t2"], sample_ids=["t0", "t1", "t2"])
+    assert explicit(case, tmp_path, cli) == "works"
+    sample = tmp_path / "sample.csv"
+    before = sample.stat()
+    case.sample_ids = ["t2", "t0", "t1"]
+    rows = [{"id": rid, "joy": "0", "anger": "0"} for rid in case.sample_ids]
+    _write(sample, case.orders["sample"], rows, case.layouts["sample"])
+    os.utime(sample, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert sample.stat().st_size == before.st_size and sample.stat().st_mtime_ns == before.st_mtime_ns
+
+    code, _, err = cli("submit", tmp_path / "config.yaml")
+    assert code == 0, err
+    newest = max((p for p in (tmp_path / "submissions").glob("*.csv") if p.name != "log.csv"), key=os.path.getmtime)
+    assert [row[0] for row in read_csv_exact(newest)[1:]] == ["t2", "t0", "t1"], "submit used a stale sample"
+
+
 def test_semicolon_csv_declared(tmp_path, cli):
     lay = Layout(suffix=".csv", delimiter=";", newline="\r\n")
     case = clean_case(

@@ -7,6 +7,8 @@
 Every problem a user can fix (missing file or column, bad label value, duplicated ids, test ids
 that differ from the sample submission, wrong encoding) is a `KaggleMLCError` naming the file and
 column. Ids are strings end to end, so "007" stays "007". Empty texts are warned about and used as "".
+The stages after training load through `cached_competition`, which keeps the result in the experiment's
+folder and reuses it while the files and settings are unchanged (see "the cache" below).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from kagglemlc import __version__
 from kagglemlc.config import CompetitionConfig
 from kagglemlc.console import warn
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import atomic_path
+from kagglemlc.files import atomic_path, file_digest
 
 _EXT_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 CACHE_FILE = "competition.pkl"
@@ -50,7 +52,13 @@ class CompetitionData:
 
 def _sniff_delimiter(path: Path, encoding: str) -> str:
     with open(path, encoding=encoding, errors="replace", newline="") as fh:
-        head = fh.read(65536)
+        header = fh.readline(65536)
+        head = header + fh.read(65536)
+    # the header row names the columns and is short: its most frequent candidate is the delimiter
+    # (csv.Sniffer alone guesses wrong when one text field fills the whole sample)
+    counts = {d: header.count(d) for d in ",\t;|"}
+    if max(counts.values()) > 0:
+        return max(counts, key=counts.get)
     try:
         return csv.Sniffer().sniff(head, delimiters=",\t;|").delimiter
     except csv.Error:
@@ -81,7 +89,8 @@ def read_table(path: Path, key: str, encoding: str = "utf-8", delimiter: str | N
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     sep = delimiter or _EXT_DELIMITERS.get(path.suffix.lower()) or _sniff_delimiter(path, enc)
     try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=enc)
+        # index_col=False: a trailing delimiter on every data row must not turn the ids into an index
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=enc, index_col=False)
     except UnicodeDecodeError:
         raise KaggleMLCError(
             f"{path}: not valid {encoding} ({_first_bad_line(path, enc)}); "
@@ -350,11 +359,10 @@ def _cache_key(cfg: CompetitionConfig) -> dict | None:
     stamps = []
     for path in (cfg.train, cfg.test, cfg.sample_submission, cfg.label_names_file):
         if path is not None:
-            try:
-                stat = path.stat()
-            except OSError:
+            if not path.is_file():
                 return None
-            stamps.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+            # content, not size + mtime: a file replaced within the same second must not reuse the cache
+            stamps.append((str(path.resolve()), file_digest(path)))
     return {"version": __version__, "settings": cfg.model_dump(mode="json"), "files": stamps}
 
 

@@ -9,6 +9,7 @@ moment never leaves a half-written output behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -41,6 +42,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def file_digest(path: Path | None) -> str:
+    """sha256 of a file's content ("absent" when there is none): what decides whether inputs changed."""
+    if path is None or not Path(path).is_file():
+        return "absent"
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _write_with(path: str | Path, write: Callable[[Path], None]) -> Path:

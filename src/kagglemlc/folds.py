@@ -53,7 +53,9 @@ def assign_folds(y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.n
     fold = np.empty(n, dtype=np.int16)
     target = y.argmax(axis=1) if task == "multiclass" else y[:, 0]
     if task == "multilabel":
-        splits = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n), y)
+        # iterstrat needs two columns: one label is stratified as (positive, negative)
+        matrix = y if y.shape[1] > 1 else np.hstack([y, 1 - y])
+        splits = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n), matrix)
     elif groups is not None:  # sklearn's grouped splitter keeps the rows of a group together itself
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(n), target, group_of_row)
@@ -62,8 +64,11 @@ def assign_folds(y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.n
     with warnings.catch_warnings():
         # prepare() itself warns per label with fewer positives than folds, naming the label
         warnings.filterwarnings("ignore", message="The least populated class")
-        for k, (_, val) in enumerate(splits):
-            fold[val] = k
+        try:
+            for k, (_, val) in enumerate(splits):
+                fold[val] = k
+        except ValueError as exc:  # e.g. more folds than rows in every class
+            raise KaggleMLCError(f"cv.folds={n_folds} cannot stratify these labels ({exc}); lower cv.folds") from None
     return fold
 
 

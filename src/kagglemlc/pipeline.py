@@ -21,7 +21,7 @@ from typing import Any
 
 from kagglemlc.config import Config, settings_dict
 from kagglemlc.console import info
-from kagglemlc.files import experiment_lock, write_json
+from kagglemlc.files import experiment_lock, file_digest, write_json
 from kagglemlc.folds import FOLDS_FILE, fold_dir, prepare
 
 STAGES_FILE = "stages.json"
@@ -35,22 +35,12 @@ STAGE_SECTIONS = {
 }
 
 
-def _file_digest(path: Path | None) -> str:
-    if path is None or not path.is_file():
-        return "absent"
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fingerprints(cfg: Config) -> dict[str, str]:
     """Every stage's fingerprint: its config sections, the competition files, and the stage before it."""
     settings = settings_dict(cfg)
     comp = cfg.competition
     files = [comp.train, comp.test, comp.sample_submission, comp.label_names_file]
-    upstream = json.dumps([_file_digest(p) for p in files])
+    upstream = json.dumps([file_digest(p) for p in files])
     result = {}
     for stage, sections in STAGE_SECTIONS.items():
         payload = json.dumps([upstream, {s: settings[s] for s in sections}], sort_keys=True, default=str)

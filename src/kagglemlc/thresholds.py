@@ -7,7 +7,8 @@
 
 Every search is exact over all distinct OOF scores and vectorised with numpy: scores are sorted once
 per label, and the metric at every cut comes from cumulative counts.
-- f1_macro / f1_weighted (and binary F1): labels are independent, so each label takes its own best F1 cut.
+- f1_macro / f1_weighted (and binary F1): labels are independent, so each label takes its own best F1 cut
+  (only a cut at a positive's score can be best: those are scored, from two sorts and binary search).
 - f1_micro / jaccard / f1_samples / accuracy couple the labels: coordinate ascent from 0.5, each step
   the exact best cut for one label with the others fixed (never lowers the score).
 - `thresholds.strategy: global`: one threshold for every label, exact over all n·L scores.
