@@ -173,7 +173,7 @@ def experiment(tmp_path) -> Path:
 def test_no_secret_in_any_output_log_or_message(tmp_path, experiment, planted, cli, capsys, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
     for name in ("kaggle", "kagglesdk", "urllib3", "requests", "transformers", "accelerate"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+        caplog.set_level(logging.DEBUG, logger=name)  # restored after the test
     texts: dict[str, str] = {}
 
     def command(*args: str, expect: int) -> str:
@@ -193,7 +193,7 @@ def test_no_secret_in_any_output_log_or_message(tmp_path, experiment, planted, c
     err = command("submit", experiment, "--upload", "-m", "try", expect=2)
     assert "error: cannot reach the Kaggle API" in err
 
-    # a user error once the credentials are loaded
+    # a user error: one line, exit 2
     err = command("train", experiment, "train.lr=-1", expect=2)
     assert "train.lr" in err
 
