@@ -84,6 +84,9 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--lr", type=float, default=5e-5, help="peak learning rate of every method (speed does not depend on it)"
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads (bench process and the kagglemlc subprocess)")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the row sample")
     p.add_argument("--no-bf16-baselines", action="store_true", help="skip the Trainer bf16=True rows (a16, b16)")
@@ -167,7 +170,8 @@ def make_competition(args: argparse.Namespace, work: Path) -> tuple[Path, pd.Dat
         "              text_column: text, labels: auto, task: multilabel, metric: f1_macro}\n"
         f"cv: {{folds: {args.folds}, seed: 42}}\n"
         f"model: {{name: minilm, kind: encoder, max_length: {args.max_length}}}\n"
-        f"train: {{epochs: 1, lr: 5.0e-5, batch_size: {args.batch_size}, precision: auto, loss: bce, seed: {SEED}}}\n"
+        f"train: {{epochs: 1, lr: {args.lr}, batch_size: {args.batch_size}, precision: auto, loss: bce, "
+        f"seed: {SEED}}}\n"
         "output_dir: run\n"
     )
     return cfg, pred, labels
@@ -313,7 +317,7 @@ def bench_trainer(name, args, train_df, pred, labels, work: Path, dynamic: bool,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.batch_size,
         num_train_epochs=1,
-        learning_rate=5e-5,
+        learning_rate=args.lr,
         seed=SEED,
         bf16=bf16,
         # transformers refuses bf16=True without a GPU unless told to run on the CPU (what it does anyway here)
