@@ -393,11 +393,16 @@ class FoldTrainer:
                     "peak_memory_mb": _peak_memory_mb(acc.device),
                 },
             )
-            shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)
-            shutil.rmtree(self.dir / "checkpoint.old", ignore_errors=True)
+            remove_resume_state(self.dir)
         acc.wait_for_everyone()
         for tracker in acc.trackers:  # not end_training(): it destroys the process group the next fold needs
             tracker.finish()
+
+
+def remove_resume_state(folder: Path) -> None:
+    """Drops a complete fold's resume state and half-written folders (they can be gigabytes)."""
+    for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp", "model.tmp"):
+        shutil.rmtree(folder / name, ignore_errors=True)
 
 
 def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:
@@ -426,6 +431,8 @@ def _train_folds(cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fo
         save_resolved(cfg)
     for k in [fold] if fold is not None else range(cfg.cv.folds):
         if fold_complete(cfg, k):
+            if is_main_process():
+                remove_resume_state(fold_dir(cfg, k))  # a kill after metrics.json may have left it behind
             info(f"fold {k}: already complete ({fold_dir(cfg, k) / 'metrics.json'}); delete the folder to retrain")
             continue
         trainer = FoldTrainer(cfg, data, fold_of_row, k)
