@@ -104,3 +104,33 @@ def make_decoder(folder: Path, arch: str = "llama", padding_side: str = "right")
     torch.manual_seed(0)  # the same random model in every run
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     return folder
+
+
+# A chat template in the style of the instruct models' (role markers as special tokens, an end-of-turn token)
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+
+
+def make_chat_decoder(folder: Path, hidden: int = 64) -> Path:
+    """A random 2-layer Llama 'instruct' model: word-level tokenizer with a chat template and role tokens."""
+    tokenizer = make_decoder_tokenizer(folder, "llama", "left")
+    tokenizer.add_special_tokens({"additional_special_tokens": CHAT_TOKENS})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    ids = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    config = LlamaConfig(
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=256,
+        **ids,
+    )
+    config.pad_token_id = None
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    return folder

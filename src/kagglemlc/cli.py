@@ -62,11 +62,18 @@ FOLD_OPT = typer.Option(None, "--fold", "-f", help="Only this fold (default: eve
 
 
 @app.command()
-def train(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG, fold: int | None = FOLD_OPT) -> None:
+def train(
+    config: Path = CONFIG_ARG,
+    overrides: list[str] = OVERRIDES_ARG,
+    fold: int | None = FOLD_OPT,
+    restart: bool = typer.Option(
+        False, "--restart", help="Discard the fold's checkpoint, model and predictions and train it from scratch."
+    ),
+) -> None:
     """Train one fold (or every fold): best model, OOF and test probabilities per fold; resumes after a crash."""
     from kagglemlc.train import train as run_train
 
-    run_train(_config(config, overrides), fold)
+    run_train(_config(config, overrides), fold, restart=restart)
 
 
 @app.command()
@@ -88,6 +95,20 @@ def run(
     from kagglemlc.pipeline import run as run_chain
 
     run_chain(_config(config, overrides), upload=upload, message=message)
+
+
+@app.command("zero-shot")
+def zero_shot(
+    config: Path = CONFIG_ARG,
+    overrides: list[str] = OVERRIDES_ARG,
+    sample: int | None = typer.Option(
+        None, "--sample", "-n", min=1, help="Score a random sample of N training rows (default: all).", show_default=False
+    ),
+) -> None:
+    """Generative models: the untrained model's parsed answers on the training rows → zero-shot/metrics.json."""
+    from kagglemlc.generative import zero_shot as run_zero_shot
+
+    run_zero_shot(_config(config, overrides), sample)
 
 
 @app.command("tune-thresholds")

@@ -46,6 +46,17 @@ def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
 ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
+def name_problem(value: str) -> str | None:
+    """Why `value` cannot be a name kagglemlc turns into a file or folder name; None when it can.
+
+    Paths the user writes are taken as written; names (the experiment `name` → submissions/<name>-<time>.csv,
+    `ensemble --name` → blend-<name>/) must stay one plain file name inside the folder the user named.
+    """
+    if value and not value.startswith(".") and "/" not in value and "\\" not in value and value.isprintable():
+        return None
+    return f"{value!r} is not a plain name: it becomes a file name, so no '/', '\\', leading '.' or control characters"
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
 
@@ -201,6 +212,20 @@ class SubmissionConfig(Section):
     """Where submissions are written; default: ./submissions in the current directory."""
 
 
+class GenerationConfig(Section):
+    prompt: str | None = None
+    """`model.kind: generative`: the user message, with {labels} and {text} placeholders; default states the
+    task, lists the allowed labels and asks for comma-separated labels, or none."""
+    system: str | None = None
+    """System message, for chat templates that take one."""
+    synonyms: dict[str, list[str]] = {}
+    """Other words the answer parser accepts for a label, e.g. {anger: [angry, mad]}."""
+    fuzzy_cutoff: float = Field(0.85, gt=0, le=1)
+    """Near-misses ("admiraton") map to the closest label when difflib's similarity reaches this; 1 = exact only."""
+    max_new_tokens: int | None = Field(None, ge=1)
+    """Tokens generated per answer; default: the longest answer in the training data, plus a few."""
+
+
 class Config(Section):
     competition: CompetitionConfig
     cv: CVConfig = CVConfig()
@@ -209,12 +234,21 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
     submission: SubmissionConfig = SubmissionConfig()
+    generation: GenerationConfig = GenerationConfig()
     output_dir: ResolvedPath | None = None
     """The experiment's directory; default: runs/<config file name> next to the config."""
     name: str | None = None
     """Experiment name (submission file names, reports); default: the output directory's name."""
     meta: dict[str, Any] = {}
     """Written by kagglemlc into the resolved config.yaml (versions, git commit); ignored on load."""
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Config:
@@ -223,6 +257,10 @@ class Config(Section):
             raise ValueError(f"train.loss: multiclass tasks use 'ce', not '{train.loss}'")
         if comp.task != "multiclass" and train.loss == "ce":
             raise ValueError(f"train.loss: 'ce' is for multiclass; use bce, focal or asl for {comp.task}")
+        if self.model.kind == "generative" and self.adapter.method == "head":
+            raise ValueError(
+                "adapter.method: 'head' trains a classification head; generative models use lora, qlora, ia3 or none"
+            )
         return self
 
     @property

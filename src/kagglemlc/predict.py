@@ -85,16 +85,25 @@ def combine_folds(cfg: Config, data: CompetitionData) -> bool:
 
 def predict_test(
     model: torch.nn.Module, tokenizer, cfg: Config, data: CompetitionData, accelerator: Accelerator, fold: int
-) -> None:
-    """Test probabilities of one fold's model → fold{k}/test.parquet (main process writes)."""
+) -> dict | None:
+    """Test probabilities of one fold's model → fold{k}/test.parquet (main process writes).
+
+    Returns:
+        for generative models, the parse summary of the test answers (kept in fold{k}/test_answers.parquet).
+    """
     if data.test_texts is None:
-        return
+        return None
+    if cfg.model.kind == "generative":
+        from kagglemlc.generative import predict_test_answers
+
+        return predict_test_answers(model, tokenizer, cfg, data, accelerator, fold)
     enc = tokenize(tokenizer, data.test_texts, cfg.model.max_length)
     probs = predict_probs(
         model, enc, np.arange(len(data.test_texts)), accelerator, cfg.train.eval_batch_size, data.task
     )
     if accelerator.is_main_process:
         write_parquet(fold_dir(cfg, fold) / "test.parquet", probability_frame(data.test_ids, probs, data.label_names))
+    return None
 
 
 def predict(cfg: Config, fold: int | None = None) -> None:

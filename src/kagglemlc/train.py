@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
@@ -38,6 +39,7 @@ from kagglemlc.console import info, is_main_process, stderr
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import experiment_lock, probability_frame, write_json, write_parquet
 from kagglemlc.folds import fold_dir, fold_of_rows
+from kagglemlc.generative import ANSWERS_FILE, GenerativeTask, answer_summary
 from kagglemlc.losses import build_loss
 from kagglemlc.metrics import score
 from kagglemlc.modeling import (
@@ -187,11 +189,17 @@ class FoldTrainer:
         set_seed(cfg.train.seed + fold)
         self.tokenizer = build_tokenizer(cfg)
         self.model = build_model(cfg, data.label_names, data.task)
-        self.enc: Encodings = tokenize(self.tokenizer, data.train_texts, cfg.model.max_length)
         self.train_rows = np.flatnonzero(fold_of_row != fold)
         self.val_rows = np.flatnonzero(fold_of_row == fold)
-        self.targets = torch.as_tensor(data.y[:, : self.model.config.num_labels], dtype=torch.float32)
-        self.loss_fn = build_loss(cfg.train, data.task, data.y[self.train_rows])
+        # what differs by kind: classifiers score logits against label targets; generative models learn
+        # prompt → answer text (loss on the answer tokens) and are scored on their parsed answers
+        self.gen = GenerativeTask(cfg, self.tokenizer, data) if cfg.model.kind == "generative" else None
+        if self.gen is None:
+            self.enc: Encodings = tokenize(self.tokenizer, data.train_texts, cfg.model.max_length)
+            self.targets = torch.as_tensor(data.y[:, : self.model.config.num_labels], dtype=torch.float32)
+            self.loss_fn = build_loss(cfg.train, data.task, data.y[self.train_rows])
+        else:
+            self.enc = self.gen.sft_encodings()
         world, t = self.accelerator.num_processes, cfg.train
         self.global_batch = t.batch_size * world
         self.steps_per_epoch = math.ceil(len(self.train_rows) / self.global_batch / t.grad_accum)
@@ -224,21 +232,26 @@ class FoldTrainer:
         self.accelerator.wait_for_everyone()
 
     def maybe_resume(self) -> None:
+        self.accelerator.wait_for_everyone()  # no rank looks before the main one has removed what --restart drops
         ckpt = self.dir / "checkpoint"
         if not (ckpt / PROGRESS_FILE).is_file():
             ckpt = self.dir / "checkpoint.old"  # killed between the two renames of _replace_dir
+        if self.accelerator.is_main_process:  # what a killed run was writing (the experiment lock says it is gone)
+            for name in ("checkpoint.tmp", "model.tmp", *(["checkpoint.old"] if ckpt.name == "checkpoint" else [])):
+                shutil.rmtree(self.dir / name, ignore_errors=True)
         if not (ckpt / PROGRESS_FILE).is_file():
             return
         try:
             self.accelerator.load_state(str(ckpt), strict=False)  # frozen weights are not in it
             self.progress = FoldState(**json.loads((ckpt / PROGRESS_FILE).read_text()))
-        except Exception as exc:  # a truncated or corrupted checkpoint
+        except Exception as exc:  # a truncated or corrupted checkpoint: safetensors, torch.load, json all land here
             raise KaggleMLCError(
-                f"{ckpt}: checkpoint is unreadable ({type(exc).__name__}); delete it to restart fold {self.fold}"
+                f"{ckpt}: checkpoint is unreadable ({type(exc).__name__}); "
+                f"`kagglemlc train --fold {self.fold} --restart` trains fold {self.fold} again from scratch"
             ) from None
         info(f"fold {self.fold}: resuming at step {self.progress.step} (epoch {self.progress.epoch})")
 
-    def save_best(self, val_probs: np.ndarray) -> None:
+    def save_best(self, val_probs: np.ndarray, answers: pd.DataFrame | None) -> None:
         if not self.accelerator.is_main_process:
             return
         tmp = self.dir / "model.tmp"
@@ -246,8 +259,10 @@ class FoldTrainer:
         save_trained(self.cfg, self.accelerator.unwrap_model(self.model), tmp)
         self.tokenizer.save_pretrained(tmp)
         _replace_dir(tmp, self.dir / "model")
-        frame = probability_frame(self.data.train_ids[self.val_rows], val_probs, self.data.label_names)
-        write_parquet(self.dir / "oof.parquet", frame)
+        ids = self.data.train_ids[self.val_rows]
+        if answers is not None:  # generative: the parsed answers beside their probabilities
+            write_parquet(self.dir / ANSWERS_FILE, answers.assign(id=ids.astype(str))[["id", *answers.columns]])
+        write_parquet(self.dir / "oof.parquet", probability_frame(ids, val_probs, self.data.label_names))
 
     # --- the loop ----------------------------------------------------------------------------
     def train_step(self, micro_batches: list[np.ndarray]) -> float:
@@ -257,10 +272,15 @@ class FoldTrainer:
         total = 0.0
         for i, rows in enumerate(micro_batches):
             mine = rows[rank::world]
-            batch = {k: v.to(acc.device) for k, v in collate(self.enc, mine, pad).items()}
+            batch = collate(self.enc, mine, pad)
+            if self.gen is not None:
+                batch["labels"] = self.gen.loss_labels(batch, mine)
+            batch = {k: v.to(acc.device) for k, v in batch.items()}
             sync = i == len(micro_batches) - 1
             with acc.autocast(), torch.enable_grad() if sync else acc.no_sync(self.model):
-                loss = self.loss_fn(self.model(**batch).logits, self.targets[mine].to(acc.device)) / len(micro_batches)
+                out = self.model(**batch)
+                loss = out.loss if self.gen is not None else self.loss_fn(out.logits, self.targets[mine].to(acc.device))
+                loss = loss / len(micro_batches)
                 acc.backward(loss)
             total += loss.item()
         if self.cfg.train.max_grad_norm:
@@ -273,14 +293,26 @@ class FoldTrainer:
     def evaluate(self, train_loss: float) -> bool:
         """Scores the fold's validation rows; returns True when training should stop early."""
         t, p = self.cfg.train, self.progress
-        probs = predict_probs(self.model, self.enc, self.val_rows, self.accelerator, t.eval_batch_size, self.data.task)
+        answers = None
+        if self.gen is None:
+            probs = predict_probs(
+                self.model, self.enc, self.val_rows, self.accelerator, t.eval_batch_size, self.data.task
+            )
+        else:
+            probs, parsed, answers = self.gen.predict(
+                self.model, "train", self.val_rows, self.accelerator, t.eval_batch_size
+            )
         y_val, comp = self.data.y[self.val_rows][:, : probs.shape[1]], self.cfg.competition
         at_half = score(comp.metric, y_val, probs, self.data.task)
         # Select on the metric with the thresholds the submission will use (tuned per label, as
         # tune-thresholds does): at a fixed 0.5 a young model scores 0 on every rare label and all
-        # early checkpoints tie. Both numbers are kept in the history.
+        # early checkpoints tie. Both numbers are kept in the history. Generative models are
+        # selected on their parsed answers.
         th = self.cfg.thresholds
-        metric = fit_cuts(y_val, probs, self.data.task, comp.metric, th.strategy, th.value, th.multiclass_bias)[1]
+        if self.gen is None:
+            metric = fit_cuts(y_val, probs, self.data.task, comp.metric, th.strategy, th.value, th.multiclass_bias)[1]
+        else:
+            metric = self.gen.selection_metric(y_val, probs, parsed)
         entry = {
             "step": p.step,
             "epoch": round(p.step / self.steps_per_epoch, 3),
@@ -288,11 +320,12 @@ class FoldTrainer:
             "metric": metric,
             "metric_at_0.5": at_half,
             "lr": self.scheduler.get_last_lr()[0],
+            **({} if answers is None else {"answers": answer_summary(answers)}),
         }
         p.history.append(entry)
         if metric > p.best_metric:
             p.best_metric, p.best_step, p.bad_evals = metric, p.step, 0
-            self.save_best(probs)
+            self.save_best(probs, answers)
         else:
             p.bad_evals += 1
             if t.scheduler == "reduce_on_plateau":
@@ -301,9 +334,10 @@ class FoldTrainer:
         self.accelerator.log({"train_loss": train_loss, self.cfg.competition.metric: metric}, step=p.step)
         self.save_checkpoint()
         rate = p.samples / max(p.train_seconds, 1e-9)
+        how = "tuned" if self.gen is None else f"parsed ({entry['answers']['parse_failures']} parse failures)"
         info(
             f"fold {self.fold} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: loss {train_loss:.4f} "
-            f"{self.cfg.competition.metric} {metric:.4f} tuned / {at_half:.4f} at 0.5 "
+            f"{self.cfg.competition.metric} {metric:.4f} {how} / {at_half:.4f} probabilities at 0.5 "
             f"(best {p.best_metric:.4f} @ {p.best_step}) {rate:.0f} samples/s"
         )
         return p.stopped_early
@@ -365,7 +399,7 @@ class FoldTrainer:
         acc.wait_for_everyone()
         start = time.perf_counter()
         best = acc.prepare_model(load_trained(self.cfg, self.dir / "model", self.data), evaluation_mode=True)
-        predict_test(best, self.tokenizer, self.cfg, self.data, acc, self.fold)
+        test_answers = predict_test(best, self.tokenizer, self.cfg, self.data, acc, self.fold)
         predict_seconds = time.perf_counter() - start
         if acc.is_main_process:
             n_test = 0 if self.data.test_texts is None else len(self.data.test_texts)
@@ -374,7 +408,9 @@ class FoldTrainer:
                 {
                     "fold": self.fold,
                     "metric_name": self.cfg.competition.metric,
-                    "selection": "metric with thresholds tuned on the validation rows (metric_at_0.5 beside it)",
+                    "selection": "metric with thresholds tuned on the validation rows (metric_at_0.5 beside it)"
+                    if self.gen is None
+                    else "metric of the parsed generated answers (metric_at_0.5: of the label probabilities)",
                     "best_metric": p.best_metric,
                     "best_step": p.best_step,
                     "stopped_early": p.stopped_early,
@@ -391,6 +427,7 @@ class FoldTrainer:
                     "precision": resolve_precision(self.cfg.train.precision),
                     "processes": acc.num_processes,
                     "peak_memory_mb": _peak_memory_mb(acc.device),
+                    **({} if self.gen is None else {"answers": {"oof": self._best_answers(), "test": test_answers}}),
                 },
             )
             remove_resume_state(self.dir)
@@ -398,11 +435,18 @@ class FoldTrainer:
         for tracker in acc.trackers:  # not end_training(): it destroys the process group the next fold needs
             tracker.finish()
 
+    def _best_answers(self) -> dict | None:
+        best = [h for h in self.progress.history if h["step"] == self.progress.best_step]
+        return best[-1].get("answers") if best else None
 
-def remove_resume_state(folder: Path) -> None:
-    """Drops a complete fold's resume state and half-written folders (they can be gigabytes)."""
+
+def remove_resume_state(folder: Path, everything: bool = False) -> None:
+    """Drops a complete fold's resume state and half-written folders (they can be gigabytes); with
+    `everything`, the whole fold folder (`train --restart`)."""
     for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp", "model.tmp"):
         shutil.rmtree(folder / name, ignore_errors=True)
+    if everything:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:
@@ -415,22 +459,34 @@ def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:
     return fold
 
 
-def train(cfg: Config, fold: int | None = None) -> None:
-    """Trains one fold (or every fold in turn), then combines the folds when all are complete."""
+def train(cfg: Config, fold: int | None = None, restart: bool = False) -> None:
+    """Trains one fold (or every fold in turn), then combines the folds when all are complete.
+
+    With `restart`, the fold's (every fold's) checkpoint, model and predictions are discarded first and it
+    trains from scratch: the way out of a corrupted checkpoint, or a retrain of a complete fold.
+    """
     if fold is not None and not 0 <= fold < cfg.cv.folds:
         raise KaggleMLCError(f"--fold {fold}: cv.folds is {cfg.cv.folds}, so folds are 0..{cfg.cv.folds - 1}")
     data = load_competition(cfg.competition)
     fold_of_row = fold_assignment(cfg, data)
     # only the main process holds the lock: the other ranks of a torchrun launch are the same run
     with experiment_lock(cfg.run_dir, "train") if is_main_process() else contextlib.nullcontext():
-        _train_folds(cfg, data, fold_of_row, fold)
+        _train_folds(cfg, data, fold_of_row, fold, restart)
 
 
-def _train_folds(cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fold: int | None) -> None:
+def _train_folds(
+    cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fold: int | None, restart: bool = False
+) -> None:
     if is_main_process():
         save_resolved(cfg)
     for k in [fold] if fold is not None else range(cfg.cv.folds):
-        if fold_complete(cfg, k):
+        if restart:
+            if is_main_process():
+                remove_resume_state(fold_dir(cfg, k), everything=True)
+                for combined in ("oof.parquet", "test.parquet"):  # they held the discarded fold: `run` retrains
+                    (cfg.run_dir / combined).unlink(missing_ok=True)
+            info(f"fold {k}: --restart: its checkpoint, model and predictions are discarded; training from scratch")
+        elif fold_complete(cfg, k):
             if is_main_process():
                 remove_resume_state(fold_dir(cfg, k))  # a kill after metrics.json may have left it behind
             info(f"fold {k}: already complete ({fold_dir(cfg, k) / 'metrics.json'}); delete the folder to retrain")
