@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import pickle
 import string
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,8 +90,12 @@ def read_table(path: Path, key: str, encoding: str = "utf-8", delimiter: str | N
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     sep = delimiter or _EXT_DELIMITERS.get(path.suffix.lower()) or _sniff_delimiter(path, enc)
     try:
-        # index_col=False: a trailing delimiter on every data row must not turn the ids into an index
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=enc, index_col=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # index_col=False: a trailing delimiter on every data row must not turn the ids into an index
+            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=enc, index_col=False)
+        if caught:
+            _check_surplus_fields(path, sep, enc, frame, caught)
     except UnicodeDecodeError:
         raise KaggleMLCError(
             f"{path}: not valid {encoding} ({_first_bad_line(path, enc)}); "
@@ -106,6 +111,26 @@ def read_table(path: Path, key: str, encoding: str = "utf-8", delimiter: str | N
     except LookupError:
         raise KaggleMLCError(f"competition.encoding: unknown encoding '{encoding}'") from None
     return frame
+
+
+def _check_surplus_fields(path: Path, sep: str, encoding: str, frame: pd.DataFrame, caught: list) -> None:
+    """pandas' parser warnings, as one line of ours. Its "Length of header ... does not match" means data rows
+    with more fields than the header, whose surplus `index_col=False` drops: harmless when every surplus field
+    is empty (a trailing delimiter, as spreadsheet exports write), data loss otherwise (then a user error)."""
+    if not any("does not match length of data" in str(w.message) for w in caught):
+        warn(f"{path}: {str(caught[0].message).strip().splitlines()[0]}")
+        return
+    names = [*map(str, frame.columns), "\0surplus"]  # one field more than the header: rows with more still fail
+    wide = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding, names=names, skiprows=1)
+    surplus = wide[names[-1]]
+    filled = np.flatnonzero(surplus.to_numpy() != "")
+    if len(filled):
+        row = int(filled[0])
+        raise KaggleMLCError(
+            f"{path}: data row {row + 1} has {len(names)} fields but the header names {len(names) - 1} "
+            f"(the last one, {surplus.iloc[row][:40]!r}, has no column); fix the row or check competition.delimiter"
+        )
+    warn(f"{path}: data rows end with a delimiter the header lacks; the empty last field is ignored")
 
 
 def _require_columns(frame: pd.DataFrame, columns: list[str], path: Path, key: str) -> None:

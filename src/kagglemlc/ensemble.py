@@ -33,7 +33,7 @@ from rich.table import Table
 from scipy.stats import rankdata
 
 from kagglemlc.competition import cached_competition
-from kagglemlc.config import Config, load_config, save_resolved
+from kagglemlc.config import Config, load_config, name_problem, save_resolved
 from kagglemlc.console import info, stdout, warn
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import probability_frame, write_parquet
@@ -213,10 +213,13 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         The blend's directory.
 
     Raises:
-        KaggleMLCError: members with different folds, tasks or label columns; missing oof/test files.
+        KaggleMLCError: members with different folds, tasks or label columns; missing oof/test files; a `name`
+            that is not a plain file name.
     """
     if method not in METHODS:
         raise KaggleMLCError(f"--method '{method}': choose one of {', '.join(METHODS)}")
+    if name is not None and (problem := name_problem(name)):
+        raise KaggleMLCError(f"--name: {problem}")
     config_paths = [Path(p) for p in config_paths]
     cfgs = [load_config(p) for p in config_paths]
     first = cfgs[0]

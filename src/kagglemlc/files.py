@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,12 +28,48 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+# A temp file is named `.<destination>.<host>-<pid>.<random>.tmp`: its writer is known, so a later write
+# into the same folder removes what a killed writer left (`remove_dead_temps`) and never a live one's.
+_TEMP = re.compile(r"^\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.[a-z0-9_]+\.tmp$")
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname().split(".")[0]) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_dead_temps(folder: Path) -> list[Path]:
+    """Removes the temp files in `folder` whose writer (a process on this machine) is gone; returns them.
+
+    Temp files of live writers, of other machines (a shared disk) and files not named by `atomic_path`
+    are left alone.
+    """
+    removed = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMP.match(entry.name)
+            if match and match["host"] == _HOST and not _alive(int(match["pid"])) and entry.is_file():
+                Path(entry.path).unlink(missing_ok=True)
+                removed.append(Path(entry.path))
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary path next to `path`; on success it is renamed to `path`, on error removed."""
+    """Yields a temporary path next to `path`; on success it is renamed to `path`, on error removed.
+
+    Temp files that killed writers left in the folder are removed first, so they never accumulate.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_dead_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the user's usual mode
@@ -86,6 +124,20 @@ def probability_frame(ids: np.ndarray, probs: np.ndarray, label_names: list[str]
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     return _write_with(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Waits for an exclusive OS lock (flock) on `path`: writers of one shared file take turns.
+
+    The kernel drops the lock when its holder dies, so a killed writer never blocks the next one.
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 _HELD: set[Path] = set()

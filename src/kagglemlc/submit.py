@@ -32,10 +32,14 @@ from kagglemlc.config import CompetitionConfig, Config
 from kagglemlc.console import info
 from kagglemlc.ensemble import TEST_FILE
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import atomic_path, write_csv
+from kagglemlc.files import atomic_path, file_lock, write_csv, write_json
 from kagglemlc.thresholds import THRESHOLDS_FILE, apply_cuts, read_probs, read_thresholds
 
 LOG_FILE = "log.csv"
+LOG_LOCK = ".log.lock"
+"""flock'ed by every writer of the log: concurrent submits take turns, none loses another's row."""
+PENDING = ".{file}.pending.json"
+"""The log row of a submission being written, journaled before its CSV (see `read_log`)."""
 LOG_COLUMNS = ["file", "experiment", "cv", "message", "time", "public_score"]
 SCORES_PAGE_SIZE = 100
 """refresh_scores matches the log against this many of the competition's latest submissions."""
@@ -192,22 +196,39 @@ def _write_submission(path: Path, frame: pd.DataFrame, values: Values, id_column
 # ---- the log -------------------------------------------------------------------------------------
 
 
+# A submission is written in three atomic steps under the log's lock: its log row is journaled in
+# `.<file>.pending.json`, the CSV is written, the log is rewritten with the row and the journal removed.
+# A kill between any two leaves a journal; `read_log` counts a journaled row as logged exactly when its
+# CSV exists, so the log and the files agree after any kill, and the next writer makes it permanent.
+
+
 def read_log(submission_dir: Path) -> pd.DataFrame:
-    """submissions/log.csv as strings (empty cells ""), with every LOG_COLUMNS column; empty when absent."""
+    """submissions/log.csv as strings (empty cells ""), with every LOG_COLUMNS column; empty when absent.
+
+    Journaled rows whose CSV was written but not yet logged (a kill in between) are included.
+    """
     path = submission_dir / LOG_FILE
-    if not path.is_file():
-        return pd.DataFrame(columns=LOG_COLUMNS, dtype=str)
-    log = pd.read_csv(path, dtype=str, keep_default_na=False)
+    log = pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
     for column in LOG_COLUMNS:
         if column not in log.columns:
             log[column] = ""
-    return log
+    logged = set(log["file"])
+    journaled = [
+        json.loads(p.read_text(encoding="utf-8")) for p in sorted(submission_dir.glob(PENDING.format(file="*")))
+    ]
+    written = [row for row in journaled if row["file"] not in logged and (submission_dir / row["file"]).is_file()]
+    return pd.concat([log, pd.DataFrame(written, dtype=str)], ignore_index=True) if written else log
 
 
-def _append_log(submission_dir: Path, row: dict[str, str]) -> Path:
-    """Appends one row by rewriting the whole log atomically: a crash never leaves half a line."""
-    log = read_log(submission_dir)
-    return write_csv(submission_dir / LOG_FILE, pd.concat([log, pd.DataFrame([row])], ignore_index=True))
+def _write_log(submission_dir: Path, log: pd.DataFrame) -> Path:
+    """Rewrites the whole log atomically (a crash never leaves half a line); then the journals are spent.
+
+    Only under the log's lock: a journal seen by its holder is its own or a killed writer's.
+    """
+    path = write_csv(submission_dir / LOG_FILE, log)
+    for journal in submission_dir.glob(PENDING.format(file="*")):
+        journal.unlink(missing_ok=True)
+    return path
 
 
 def _new_path(folder: Path, stem: str) -> Path:
@@ -323,20 +344,21 @@ def submit(cfg: Config, message: str | None = None, upload: bool = False) -> Pat
     now = dt.datetime.now(dt.timezone.utc)
     folder = cfg.submission.dir
     assert folder is not None and cfg.name is not None  # filled by load_config
-    path = _write_submission(_new_path(folder, f"{cfg.name}-{now:%Y%m%dT%H%M%SZ}"), frame, values, comp.id_column)
     cv = tuned_cv(cfg.run_dir)
     message = message or (cfg.name if cv is None else f"{cfg.name} CV {cv:.4f}")
-    _append_log(
-        folder,
-        {
+    with file_lock(folder / LOG_LOCK):
+        path = _new_path(folder, f"{cfg.name}-{now:%Y%m%dT%H%M%SZ}")
+        row = {
             "file": path.name,
             "experiment": cfg.name,
             "cv": "" if cv is None else f"{cv:.6f}",
             "message": message,
             "time": now.isoformat(timespec="seconds"),
             "public_score": "",
-        },
-    )
+        }
+        write_json(folder / PENDING.format(file=path.name), row)
+        _write_submission(path, frame, values, comp.id_column)
+        _write_log(folder, read_log(folder))  # the journaled row, now that its CSV exists
     shape = f"{len(frame):,} rows × {len(frame.columns) - 1} columns of {values}"
     info(f"{shape}, checked against the sample submission → {path}")
     if api is not None:
@@ -356,8 +378,7 @@ def refresh_scores(cfg: Config) -> Path:
     slug = _require_slug(cfg)
     folder = cfg.submission.dir
     assert folder is not None
-    log = read_log(folder)
-    if log.empty:
+    if read_log(folder).empty:
         raise KaggleMLCError(f"{folder / LOG_FILE}: no submissions logged yet; run `kagglemlc submit --upload` first")
     api = kaggle_api(slug, "authenticate")
     with _kaggle_client_errors(slug, "list submissions"):
@@ -366,15 +387,17 @@ def refresh_scores(cfg: Config) -> Path:
     by_file = {s.file_name: s for s in reversed(scored)}  # listed newest first: the newest wins
     described = [s.description for s in scored]
     filled = 0
-    for i, row in log.iterrows():
-        if row["public_score"]:
-            continue
-        match = by_file.get(row["file"])
-        if match is None and row["experiment"] == cfg.name and described.count(row["message"]) == 1:
-            match = scored[described.index(row["message"])]
-        if match is not None:
-            log.at[i, "public_score"] = str(match.public_score)
-            filled += 1
-    path = write_csv(folder / LOG_FILE, log)
+    with file_lock(folder / LOG_LOCK):  # re-read: a submit may have logged a row meanwhile
+        log = read_log(folder)
+        for i, row in log.iterrows():
+            if row["public_score"]:
+                continue
+            match = by_file.get(row["file"])
+            if match is None and row["experiment"] == cfg.name and described.count(row["message"]) == 1:
+                match = scored[described.index(row["message"])]
+            if match is not None:
+                log.at[i, "public_score"] = str(match.public_score)
+                filled += 1
+        path = _write_log(folder, log)
     info(f"{filled} public scores filled from {len(listed)} submissions on '{slug}' → {path}")
     return path
