@@ -8,6 +8,7 @@ Every generated case must end one of two ways:
   sample submission's ids, order and columns, with the tuned thresholds applied;
 - or the command exits with code 2, prints exactly one `error:` line (the last one, no traceback) and
   leaves no new file in the output or submissions folder.
+Either way no raw library warning (pandas' ParserWarning ...) reaches the user: only lines of ours.
 
 Cases with a planted defect (a bad label cell, a duplicated id, ids that differ from the sample
 submission, a mid-file ragged row, a wrong encoding...) must end the second way; clean cases whose
@@ -25,7 +26,10 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -393,8 +397,23 @@ def check_submission(case: Case, config: Path, test: pd.DataFrame) -> None:
         assert [r[at] for r in body] == want, f"label {name!r}: thresholds not applied row by row"
 
 
+@contextmanager
+def no_raw_warnings(what: str) -> Iterator[None]:
+    """Fails when a Python warning that the user's terminal would show (not a DeprecationWarning) is raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    shown = [w for w in caught if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
+    assert not shown, f"{what}: a raw warning reaches the user: {shown[0].category.__name__}: {shown[0].message}"
+
+
 def run_case(case: Case, folder: Path, cli) -> str:
     """Runs one case through prepare → tune-thresholds → submit; returns its outcome's name."""
+    with no_raw_warnings(f"case with defect {case.defect}"):
+        return _run_case(case, folder, cli)
+
+
+def _run_case(case: Case, folder: Path, cli) -> str:
     config = write_case(case, folder)
     before = snapshot(folder)
     code, _, err = cli("prepare", config)
@@ -566,9 +585,12 @@ def test_trailing_delimiter_on_every_data_row(tmp_path, cli):
         path = tmp_path / name
         head, *rows = path.read_text().splitlines()
         path.write_text("\n".join([head, *(r + "," for r in rows)]) + "\n")
-    code, _, err = cli("prepare", config)
+    with no_raw_warnings("prepare with trailing delimiters"):
+        code, _, err = cli("prepare", config)
     if code == 0:
         check_prepared(case, config)
+        said = [line for line in err.splitlines() if "the empty last field is ignored" in line]
+        assert len(said) == 3 and all(line.startswith("warning: ") for line in said), err  # one line per file
     else:
         message = assert_clean_failure(code, err, set(), tmp_path, "prepare with trailing delimiters")
         message = message.replace(str(tmp_path), "<tmp>")
@@ -584,7 +606,8 @@ def test_trailing_delimiter_with_a_list_label_column(tmp_path, cli):
     config = tmp_path / "config.yaml"
     competition = {"train": "train.csv", "label_format": "list", "labels": ["joy", "anger"]}
     config.write_text(yaml.safe_dump({"competition": competition, "cv": {"folds": 2}, "output_dir": "run"}))
-    code, _, err = cli("prepare", config)
+    with no_raw_warnings("prepare with trailing delimiters"):
+        code, _, err = cli("prepare", config)
     if code == 0:
         assert sorted(pd.read_parquet(tmp_path / "run" / "folds.parquet")["id"]) == [r[0] for r in rows]
         data = load_competition(load_config(config).competition)
@@ -594,6 +617,23 @@ def test_trailing_delimiter_with_a_list_label_column(tmp_path, cli):
         message = assert_clean_failure(code, err, set(), tmp_path, "prepare with trailing delimiters")
         message = message.replace(str(tmp_path), "<tmp>")
         assert "field" in message or "delimiter" in message, f"the error does not name the real problem: {message}"
+
+
+@pytest.mark.parametrize("row", [0, 3])
+def test_a_surplus_field_with_a_value_is_a_user_error_not_data_loss(tmp_path, cli, row):
+    """One data row with a field more than the header, holding a value: pandas (index_col=False) would drop
+    the value with a ParserWarning when that row is the first; either way it must be one clean error."""
+    case = clean_case()
+    config = write_case(case, tmp_path)
+    path = tmp_path / "train.csv"
+    head, *rows = path.read_text().splitlines()
+    rows[row] += ",surplus"
+    path.write_text("\n".join([head, *rows]) + "\n")
+    with no_raw_warnings("prepare with a surplus field"):
+        code, _, err = cli("prepare", config)
+    message = assert_clean_failure(code, err, set(), tmp_path, "prepare with a surplus field")
+    assert "fields" in message and ("surplus" in message or "line" in message), message
+    OUTCOMES["explicit: surplus field: clean error"] += 1
 
 
 def test_sample_submission_replaced_with_the_same_size_and_mtime(tmp_path, cli):

@@ -213,9 +213,8 @@ def read_log(submission_dir: Path) -> pd.DataFrame:
         if column not in log.columns:
             log[column] = ""
     logged = set(log["file"])
-    journaled = [
-        json.loads(p.read_text(encoding="utf-8")) for p in sorted(submission_dir.glob(PENDING.format(file="*")))
-    ]
+    journals = sorted(submission_dir.glob(PENDING.format(file="*")), key=lambda p: p.stat().st_mtime_ns)  # oldest first
+    journaled = [json.loads(p.read_text(encoding="utf-8")) for p in journals]
     written = [row for row in journaled if row["file"] not in logged and (submission_dir / row["file"]).is_file()]
     return pd.concat([log, pd.DataFrame(written, dtype=str)], ignore_index=True) if written else log
 
