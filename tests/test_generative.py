@@ -8,6 +8,8 @@ conftest (each label is a keyword planted in the text) on CPU.
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +315,38 @@ def test_tokenizer_is_reloaded_from_the_fold(tmp_path, chat_model):
     """The fold's model folder holds the tokenizer with its chat template (so predict needs nothing else)."""
     tok = AutoTokenizer.from_pretrained(chat_model)
     assert tok.chat_template is not None
+
+
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path, cli, chat_model):
+    """The generative kind resumes like the others: kill -9 mid-training, same command → identical OOF and answers."""
+    from test_train import _kagglemlc
+
+    cfg = _generative_config(tmp_path, chat_model, n_train=150, epochs=4)
+    base = ["train", cfg, "--fold", "0", "train.checkpoint_every=3", "train.eval_every=10"]
+    for out in ("ref", "run"):
+        assert cli("prepare", cfg, f"output_dir={tmp_path / out}")[0] == 0
+    proc = _kagglemlc(*base, f"output_dir={tmp_path / 'ref'}")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+    proc = _kagglemlc(*base)
+    progress = tmp_path / "run" / "fold0" / "checkpoint" / "progress.json"
+    deadline, killed_at = time.time() + 120, None
+    while proc.poll() is None and time.time() < deadline:
+        try:
+            step = json.loads(progress.read_text())["step"]
+        except (OSError, ValueError):
+            time.sleep(0.002)
+            continue
+        if step >= 12:  # after an evaluation, before the end
+            proc.send_signal(signal.SIGKILL)
+            killed_at = step
+            break
+    proc.wait(timeout=60)
+    assert killed_at is not None, "the run ended before it could be killed"
+    out, err = _kagglemlc(*base).communicate(timeout=300)
+    assert "resuming at step" in err, err[-2000:]
+    for name in ("oof.parquet", "oof_answers.parquet", "test.parquet", "test_answers.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "ref" / "fold0" / name),
+            pd.read_parquet(tmp_path / "run" / "fold0" / name),
+            check_exact=True,  # bit-identical on CPU
+        )
