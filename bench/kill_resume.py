@@ -22,7 +22,9 @@ every run does the same work.
    - twice: killed during fold 0, rerun and killed again during fold 2, then the final rerun.
    After each kill every output file present is parsed (parquet, json, yaml, csv, safetensors, torch
    pickles; temp files and *.tmp / *.old folders are listed but not parsed): atomic writes mean each
-   one is complete. Then the same command is rerun to completion.
+   one is complete; and the submissions log as kagglemlc reads it (`submit.read_log`, journaled rows
+   included) must name exactly the submission CSVs present. Then the same command is rerun to completion,
+   after which log.csv itself must name exactly the CSVs, and no temp file of the killed runs may remain.
 3. The final oof.parquet, test.parquet, thresholds.json (thresholds and CV values), each fold's validation
    history and the submission CSV's bytes are compared with the clean run's, bit for bit.
 """
@@ -51,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_competition  # noqa: E402
+from kagglemlc.submit import LOG_FILE, read_log  # noqa: E402
 from tiny_models import make_encoder  # noqa: E402
 
 FOLDS = 3
@@ -203,8 +206,23 @@ def parse(path: Path) -> None:
                 pickle.load(fh)
 
 
+def log_vs_files(folder: Path, raw: bool = False) -> str:
+    """ "agree" when the submissions log names exactly the CSVs present; `raw`: log.csv alone, no journal."""
+    subs = folder / "submissions"
+    if not subs.is_dir():
+        return "agree"
+    if raw:
+        logged = set(pd.read_csv(subs / LOG_FILE, dtype=str)["file"]) if (subs / LOG_FILE).is_file() else set()
+    else:
+        logged = set(read_log(subs)["file"])
+    present = {p.name for p in submission_files(folder)}
+    if logged == present:
+        return "agree"
+    return f"unlogged {sorted(present - logged)}, missing {sorted(logged - present)}"
+
+
 def inventory(folder: Path) -> dict:
-    """Outputs present after a kill: each parsed; temp leftovers listed."""
+    """Outputs present after a kill: each parsed; temp leftovers listed; the log checked against the CSVs."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.parent.name != "bert")
     outputs = [p for p in files if (folder / "run") in p.parents or (folder / "submissions") in p.parents]
     invalid, temp = [], []
@@ -217,7 +235,12 @@ def inventory(folder: Path) -> dict:
             parse(path)
         except Exception as exc:  # noqa: BLE001 - any failure to parse is the finding
             invalid.append(f"{rel}: {type(exc).__name__}")
-    return {"outputs": [str(p.relative_to(folder)) for p in outputs], "invalid": invalid, "temp": temp}
+    return {
+        "outputs": [str(p.relative_to(folder)) for p in outputs],
+        "invalid": invalid,
+        "temp": temp,
+        "log": log_vs_files(folder),
+    }
 
 
 def stage_at_kill(folder: Path, log: Path) -> str:
@@ -352,7 +375,7 @@ def run_trial(trial: Trial, work: Path, model: Path, clean: dict, expected: list
     ]
     skipped = [ln.split(":")[0] for ln in rerun_log.splitlines() if "up to date" in ln]
     got = results(folder) if code == 0 else None
-    temp_after = sorted({_temp_name(t) for t in inventory(folder)["temp"]} - {".lock"})
+    temp_after = sorted({_temp_name(t) for t in inventory(folder)["temp"]} - {".lock", ".log.lock"})
     diffs = compare(clean, got) if got is not None else ["rerun failed"]
     return {
         "trial": trial.name + (f" (try {attempt})" if attempt > 1 else ""),
@@ -365,6 +388,7 @@ def run_trial(trial: Trial, work: Path, model: Path, clean: dict, expected: list
         "n_submissions": None if got is None else got["n_submissions"],
         "leftover_checkpoints": None if got is None else got["leftover_checkpoints"],
         "temp_after_rerun": temp_after,
+        "log_after_rerun": log_vs_files(folder, raw=True),
     }
 
 
@@ -385,20 +409,20 @@ def key_files(outputs: list[str]) -> str:
 
 
 def _temp_name(rel: str) -> str:
-    """fold0/checkpoint.tmp/... → fold0/checkpoint.tmp; run/.thresholds.json.x1y2.tmp → .thresholds.json.*.tmp."""
+    """fold0/checkpoint.tmp/... → fold0/checkpoint.tmp; run/.thresholds.json.host-9.x1.tmp → .thresholds.json.*.tmp."""
     parts = rel.split("/")
     for i, part in enumerate(parts[:-1]):
         if part.endswith((".tmp", ".old")):
             return "/".join(parts[1 : i + 1])
     name = parts[-1]
-    return name if not name.endswith(".tmp") else ".".join(name.split(".")[:-2]) + ".*.tmp"
+    return name if not name.endswith(".tmp") else ".".join(name.split(".")[:-3]) + ".*.tmp"
 
 
 def _row_cells(r: dict) -> list[str]:
     kills = "; then ".join(f"{k['killed_at']:.1f} → {k['stage']}" for k in r["kills"])
     present = " / ".join(key_files(k["outputs"]) for k in r["kills"])
     invalid = [bad for k in r["kills"] for bad in k["invalid"]]
-    temp = sorted({_temp_name(t) for k in r["kills"] for t in k["temp"]} - {".lock"})
+    temp = sorted({_temp_name(t) for k in r["kills"] for t in k["temp"]} - {".lock", ".log.lock"})
     parses = ("yes" if not invalid else "NO: " + ", ".join(invalid)) + (f" (temp: {', '.join(temp)})" if temp else "")
     rerun = f"exit {r['rerun_code']}, {r['rerun_s']:.1f} s"
     if r["resumed"]:
@@ -409,13 +433,16 @@ def _row_cells(r: dict) -> list[str]:
     notes = [f"{r['n_submissions']} submission CSVs"] if (r["n_submissions"] or 0) > 1 else []
     notes += ["left behind: " + ", ".join(r["leftover_checkpoints"])] if r["leftover_checkpoints"] else []
     notes += ["temp files still there: " + ", ".join(r["temp_after_rerun"])] if r["temp_after_rerun"] else []
-    return [r["trial"], kills, present, parses, rerun, same + (f" ({'; '.join(notes)})" if notes else "")]
+    logs = [k["log"] for k in r["kills"]] + [r["log_after_rerun"]]
+    log = "yes" if all(x == "agree" for x in logs) else "NO: " + "; ".join(x for x in logs if x != "agree")
+    return [r["trial"], kills, present, parses, log, rerun, same + (f" ({'; '.join(notes)})" if notes else "")]
 
 
 def print_table(rows: list[dict]) -> None:
-    header = ["trial", "kill at (s) → stage", "outputs present at the kill", "all parse", "rerun", "identical?"]
+    header = ["trial", "kill at (s) → stage", "outputs present at the kill", "all parse", "log = CSVs", "rerun"]
+    header.append("identical?")
     print("\n| " + " | ".join(header) + " |")
-    print("|---|---|---|---|---|---|")
+    print("|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(_row_cells(r)) + " |")
 
@@ -461,8 +488,12 @@ def main() -> None:
         print_table(rows)
         identical = sum(not r["diffs"] for r in rows)
         invalid = sum(bool(k["invalid"]) for r in rows for k in r["kills"])
+        disagree = sum(k["log"] != "agree" for r in rows for k in r["kills"])
+        disagree += sum(r["log_after_rerun"] != "agree" for r in rows)
+        temps = sum(bool(r["temp_after_rerun"]) for r in rows)
         print(
-            f"\n{identical}/{len(rows)} reruns bit-identical to the clean run; {invalid} kills left unparsable outputs"
+            f"\n{identical}/{len(rows)} reruns bit-identical to the clean run; {invalid} kills left unparsable "
+            f"outputs; the submissions log disagreed with the CSVs {disagree} times; {temps} reruns left temp files"
         )
         if args.json:
             args.json.write_text(
