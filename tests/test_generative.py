@@ -288,6 +288,10 @@ def test_run_chain_with_thresholds_and_a_blend_with_an_encoder(tmp_path, cli, ch
     assert thresholds["cv_tuned"] >= 0.7, thresholds
     subs = list((tmp_path / "submissions").glob("run-*.csv"))
     assert len(subs) == 1 and len(pd.read_csv(subs[0])) == 20
+    code, out, err = cli("report", gen_cfg, "--json")
+    assert code == 0, err
+    answers = json.loads(out)["experiments"][0]["answers"]
+    assert answers["oof"]["rows"] == 150 and answers["test"]["rows"] == 3 * 20  # every fold answers the test set
     # an encoder experiment on the same competition and folds
     raw = yaml.safe_load(gen_cfg.read_text())
     raw.pop("generation")

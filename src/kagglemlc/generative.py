@@ -527,15 +527,31 @@ def label_probabilities(
     parsed: list[ParsedAnswer],
     accelerator: Accelerator,
     batch_size: int,
+    chunk: int = 4096,
 ) -> np.ndarray:
     """(n, L) probability of each label as (part of) the answer, by teacher forcing (module docstring)."""
     n_labels = len(prompter.names)
-    if not prompts:
-        return np.zeros((0, n_labels), dtype=np.float32)
-    plan = _plan_reads(prompter, prompts, parsed)
+    total = np.zeros((len(prompts), n_labels), dtype=np.float64)
     net = accelerator.unwrap_model(model)
     net.eval()
     keep_some = _accepts_logits_to_keep(net)
+    for start in range(0, len(prompts), chunk):  # the plan copies prompts: bounded memory on large sets
+        stop = min(start + chunk, len(prompts))
+        plan = _plan_reads(prompter, prompts[start:stop], parsed[start:stop])
+        for rows, labels, values in _gather(
+            _read_log_probs(net, plan, prompter.tokenizer.pad_token_id, keep_some, accelerator, batch_size), accelerator
+        ):
+            np.add.at(total, (rows + start, labels), values)
+    probs = np.exp(total)
+    if prompter.task == "multiclass":
+        probs /= probs.sum(axis=1, keepdims=True)
+    return np.clip(probs, 0.0, 1.0).astype(np.float32)
+
+
+def _read_log_probs(
+    net: torch.nn.Module, plan: _Reads, pad: int, keep_some: bool, accelerator: Accelerator, batch_size: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """This process's share of the plan's sequences through the model: (rows, labels, log-probabilities)."""
     lengths = np.fromiter(map(len, plan.seqs), dtype=np.int64, count=len(plan.seqs))
     results = []
     with torch.inference_mode(), accelerator.autocast():
@@ -543,7 +559,7 @@ def label_probabilities(
             reads = [r for s in batch for r in plan.reads[s]]
             if not reads:
                 continue
-            ids, mask = _padded([plan.seqs[s] for s in batch], prompter.tokenizer.pad_token_id, "right")
+            ids, mask = _padded([plan.seqs[s] for s in batch], pad, "right")
             positions = sorted({pos for s in batch for pos, *_ in plan.reads[s]})
             kwargs = {"logits_to_keep": torch.as_tensor(positions)} if keep_some else {}
             logits = net(
@@ -558,13 +574,7 @@ def label_probabilities(
             tokens = [tok for s in batch for _, tok, *_ in plan.reads[s]]
             values = logp[b, cols, tokens].cpu().numpy()
             results.append((np.array([r[2] for r in reads]), np.array([r[3] for r in reads]), values))
-    total = np.zeros((len(prompts), n_labels), dtype=np.float64)
-    for rows, labels, values in _gather(results, accelerator):
-        np.add.at(total, (rows, labels), values)
-    probs = np.exp(total)
-    if prompter.task == "multiclass":
-        probs /= probs.sum(axis=1, keepdims=True)
-    return np.clip(probs, 0.0, 1.0).astype(np.float32)
+    return results
 
 
 # --- zero-shot -------------------------------------------------------------------------------

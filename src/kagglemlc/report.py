@@ -98,6 +98,13 @@ def _folds(cfg: Config) -> dict[str, Any]:
         values = [v for v in values if v is not None]
         return max(values) if values else None
 
+    def answers(split: str) -> dict[str, int] | None:
+        """Generative models: parse failures summed over the folds' answers (None for classifiers)."""
+        parts = [a for m in found if (a := (m.get("answers") or {}).get(split))]
+        if not parts:
+            return None
+        return {key: sum(a[key] for a in parts) for key in ("rows", "parse_failures", "unknown_words")}
+
     speeds = [m["samples_per_second"] for m in found if m.get("samples_per_second") is not None]
     seconds = [m["wall_seconds"] for m in found if m.get("wall_seconds") is not None]
     return {
@@ -112,6 +119,7 @@ def _folds(cfg: Config) -> dict[str, Any]:
             "cpu_rss": largest([m.get("cpu_rss") for m in memory]),
             "gpu_max_allocated": largest([m.get("gpu_max_allocated") for m in memory]),
         },
+        "answers": {"oof": answers("oof"), "test": answers("test")} if answers("oof") or answers("test") else None,
     }
 
 
@@ -328,6 +336,14 @@ def render_markdown(result: dict[str, Any], plots: dict[str, Path], folder: Path
         best = [b for b in e["fold_best_metrics"] if b is not None]
         if best:
             lines += [f"Best validation {e['metric']} per fold: {', '.join(f'{b:.4f}' for b in best)}.", ""]
+        for split, parsed in (e.get("answers") or {}).items():
+            if parsed:
+                rate = parsed["parse_failures"] / max(parsed["rows"], 1)
+                lines += [
+                    f"Generated answers ({split}): {parsed['parse_failures']:,} of {parsed['rows']:,} could not be "
+                    f"parsed ({rate:.1%}); {parsed['unknown_words']:,} unknown words ignored.",
+                    "",
+                ]
     for title, path in plots.items():
         lines += [f"## {title}", "", f"![{title}]({path.relative_to(folder).as_posix()})", ""]
     return "\n".join(lines)
