@@ -102,7 +102,12 @@ def zero_shot(
     config: Path = CONFIG_ARG,
     overrides: list[str] = OVERRIDES_ARG,
     sample: int | None = typer.Option(
-        None, "--sample", "-n", min=1, help="Score a random sample of N training rows (default: all).", show_default=False
+        None,
+        "--sample",
+        "-n",
+        min=1,
+        help="Score a random sample of N training rows (default: all).",
+        show_default=False,
     ),
 ) -> None:
     """Generative models: the untrained model's parsed answers on the training rows → zero-shot/metrics.json."""
