@@ -19,6 +19,7 @@ import torch
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 from transformers import AutoTokenizer
 
@@ -29,17 +30,10 @@ from kagglemlc.config import load_config
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.generative import AnswerParser, GenerativeTask
 from kagglemlc.modeling import build_tokenizer
+from test_decoder import one_thread  # noqa: F401  (the module-wide one-thread fixture)
 from tiny_decoders import make_chat_decoder, make_decoder
 
 PARSER_LABELS = ["joy", "anger", "fear", "self-harm", "love_it"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +251,11 @@ def test_adapters_train_and_reload(tmp_path, cli, chat_model, method):
     model_dir = tmp_path / "run" / "fold0" / "model"
     assert (model_dir / "adapter_config.json").is_file()
     assert not (model_dir / "model.safetensors").exists()  # the adapter only, never the base
+    # the adapter trained: LoRA's B starts at zero, IA3's scales at one
+    weights = load_file(model_dir / "adapter_model.safetensors")
+    start = 0.0 if method in ("lora", "qlora") else 1.0
+    moved = [k for k, v in weights.items() if ("lora_B" in k or "ia3" in k) and not torch.all(v == start)]
+    assert moved, sorted(weights)
     metrics = json.loads((tmp_path / "run" / "fold0" / "metrics.json").read_text())
     assert 0 < metrics["trainable_params"] < metrics["total_params"]
     test = pd.read_parquet(tmp_path / "run" / "fold0" / "test.parquet")
