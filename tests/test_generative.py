@@ -21,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
-from transformers import AutoTokenizer
 
 from conftest import LABELS, make_competition, toy_frame
 from kagglemlc.batching import collate
@@ -312,12 +311,6 @@ def test_run_chain_with_thresholds_and_a_blend_with_an_encoder(tmp_path, cli, ch
     assert (blend / "thresholds.json").is_file()
     code, _, err = cli("submit", blend / "config.yaml")
     assert code == 0, err
-
-
-def test_tokenizer_is_reloaded_from_the_fold(tmp_path, chat_model):
-    """The fold's model folder holds the tokenizer with its chat template (so predict needs nothing else)."""
-    tok = AutoTokenizer.from_pretrained(chat_model)
-    assert tok.chat_template is not None
 
 
 def test_kill_and_resume_equals_uninterrupted_run(tmp_path, cli, chat_model):
