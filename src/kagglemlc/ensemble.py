@@ -21,7 +21,6 @@ all rows against the best member, which it replaces if it loses.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import permutations
@@ -29,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from rich.table import Table
 from scipy.stats import rankdata
 
@@ -36,9 +37,16 @@ from kagglemlc.competition import cached_competition
 from kagglemlc.config import Config, load_config, name_problem, save_resolved
 from kagglemlc.console import info, stdout, warn
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import probability_frame, write_parquet
-from kagglemlc.folds import FOLDS_FILE, read_folds
-from kagglemlc.thresholds import OOF_FILE, evaluate, fit_cuts, read_probs, tune_thresholds
+from kagglemlc.files import atomic_path
+from kagglemlc.folds import FOLDS_FILE, arrow_ids, fold_of_rows, read_folds, same_ids
+from kagglemlc.thresholds import (
+    OOF_FILE,
+    cv_before_after,
+    fit_cuts,
+    read_probs,
+    threshold_report,
+    write_thresholds,
+)
 
 TEST_FILE = "test.parquet"
 METHODS = ("mean", "rank", "geometric")
@@ -48,17 +56,15 @@ SEARCH_ROWS = 50_000
 """On more OOF rows the weight search scores this fixed random subset (the blend is still scored on all rows)."""
 
 
-def _to_blend_space(probs: np.ndarray, method: str, copy: bool = True) -> np.ndarray:
-    """Where blending is a weighted sum: probabilities, ranks scaled to [0, 1], or log-probabilities.
-
-    With `copy=False` the probabilities are returned as they are (`_weighted_sum` computes in float64 anyway).
-    """
+def _to_blend_space(probs: np.ndarray, method: str) -> np.ndarray:
+    """Where blending is a weighted sum: probabilities (as they are: `_weighted_sum` computes in float64),
+    ranks scaled to [0, 1], or log-probabilities."""
     if method == "rank":
         n = len(probs)
         return (rankdata(probs, axis=0) - 1) / max(n - 1, 1)
     if method == "geometric":
         return np.log(np.clip(probs, 1e-7, 1.0))
-    return np.asarray(probs, dtype=np.float64) if copy else probs
+    return probs
 
 
 def _from_blend_space(values: np.ndarray, method: str) -> np.ndarray:
@@ -76,7 +82,7 @@ def blend(arrays: Sequence[np.ndarray], weights: Sequence[float] | None = None, 
     if method not in METHODS:
         raise KaggleMLCError(f"blend method '{method}': choose one of {', '.join(METHODS)}")
     weights = np.full(len(arrays), 1 / len(arrays)) if weights is None else np.asarray(weights, dtype=np.float64)
-    return _from_blend_space(_weighted_sum(weights, [_to_blend_space(a, method, copy=False) for a in arrays]), method)
+    return _from_blend_space(_weighted_sum(weights, [_to_blend_space(a, method) for a in arrays]), method)
 
 
 def _weighted_sum(weights: np.ndarray, spaces: Sequence[np.ndarray]) -> np.ndarray:
@@ -89,6 +95,15 @@ def _weighted_sum(weights: np.ndarray, spaces: Sequence[np.ndarray]) -> np.ndarr
             part = np.multiply(z, w, out=part if part is not None else np.empty_like(total))
             total += part
     return total
+
+
+def _blend32(weights: np.ndarray, spaces: Sequence[np.ndarray], method: str) -> np.ndarray:
+    """`blend(...).astype(np.float32)` bit for bit, from the members' blend spaces, one label at a time: the
+    float64 temporaries stay in cache (the whole-matrix version mostly waits on memory at a million rows)."""
+    out = np.empty(spaces[0].shape[::-1], dtype=np.float32).T  # label-major, like `read_probs`' arrays
+    for j in range(out.shape[1]):
+        out[:, j] = _from_blend_space(_weighted_sum(weights, [z[:, j] for z in spaces]), method)
+    return out
 
 
 def average_folds(frames: Sequence[pd.DataFrame], method: str = "mean") -> pd.DataFrame:
@@ -135,7 +150,7 @@ def fit_weights(
     def value(weights: np.ndarray) -> float:
         key = tuple(np.round(weights, 9))
         if key not in cache:
-            cache[key] = objective(_from_blend_space(_weighted_sum(weights, spaces), method).astype(np.float32))
+            cache[key] = objective(_blend32(weights, spaces, method))
         return cache[key]
 
     m = len(oofs)
@@ -168,9 +183,11 @@ def _search_rows(n: int) -> np.ndarray | slice:
 def _check_same_folds(cfgs: list[Config]) -> pd.DataFrame:
     """The members' shared folds; a one-line error naming two members whose folds differ."""
     raw = [read_folds(c.run_dir) for c in cfgs]
-    frames = [r.astype({"id": str}).set_index("id")["fold"].sort_index() for r in raw]
-    first = frames[0]
-    for cfg, folds in zip(cfgs[1:], frames[1:], strict=True):
+    ids, fold = arrow_ids(raw[0]["id"]), raw[0]["fold"].to_numpy()
+    for cfg, other in zip(cfgs[1:], raw[1:], strict=True):
+        if same_ids(other["id"], ids) and np.array_equal(other["fold"].to_numpy(), fold):
+            continue  # the usual case: the same file, row for row
+        first, folds = (r.astype({"id": str}).set_index("id")["fold"].sort_index() for r in (raw[0], other))
         if not folds.index.equals(first.index):
             detail = "different training ids"
         elif (folds != first).any():
@@ -238,39 +255,59 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
     hint = "run `kagglemlc train` for this experiment first"
     with cached_competition(first.competition, first.run_dir, with_test=True) as data:
         names = data.label_names
-        oofs = [read_probs(c.run_dir / OOF_FILE, data.train_ids, names, hint) for c in cfgs]
+        train_ids, test_ids = arrow_ids(data.train_ids), None if data.test_ids is None else arrow_ids(data.test_ids)
+        oofs = [read_probs(c.run_dir / OOF_FILE, train_ids, names, hint, unique=True) for c in cfgs]
         tests = None
-        if data.test_ids is not None:
-            tests = [read_probs(c.run_dir / TEST_FILE, data.test_ids, names, hint) for c in cfgs]
+        if test_ids is not None:
+            tests = [read_probs(c.run_dir / TEST_FILE, test_ids, names, hint, unique=True) for c in cfgs]
 
     th = first.thresholds
 
     def objective(y: np.ndarray, probs: np.ndarray) -> float:
         return fit_cuts(y, probs, task, metric, th.strategy, th.value, th.multiclass_bias)[1]
 
-    tuned_members = [objective(data.y, o) for o in oofs]
-    rows = _search_rows(len(data.y))
-    weights, _ = fit_weights([o[rows] for o in oofs], partial(objective, data.y[rows]), method)
-    oof_blend = blend(oofs, weights, method)
-    if isinstance(rows, np.ndarray) and objective(data.y, oof_blend.astype(np.float32)) < max(tuned_members):
-        # fitted on a subset: still never below the best member on all rows
-        weights = np.eye(len(oofs))[int(np.argmax(tuned_members))]
-        oof_blend = blend(oofs, weights, method)
     name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
+    members = [cv_before_after(first, data, o, c.run_dir) for c, o in zip(cfgs, oofs, strict=True)]
+    rows = _search_rows(len(data.y))
+    weights, _ = fit_weights([_take_rows(o, rows) for o in oofs], partial(objective, data.y[rows]), method)
+    fold = fold_of_rows(first.run_dir, train_ids, folds)
+    oof_spaces = [_to_blend_space(o, method) for o in oofs]
+    oof_blend = _blend32(weights, oof_spaces, method)
+    tuned = threshold_report(first, data, oof_blend, fold)  # the blend's settings are the first's
+    best = int(np.argmax([cv for _, cv in members]))
+    if isinstance(rows, np.ndarray) and tuned["cv_tuned"] < members[best][1]:
+        # fitted on a subset: still never below the best member on all rows
+        weights = np.eye(len(oofs))[best]
+        oof_blend = _blend32(weights, oof_spaces, method)
+        tuned = threshold_report(first, data, oof_blend, fold)  # the blend's settings are the first's
     cfg = _blend_config(first, config_paths, name, weights, method)
-    write_parquet(cfg.run_dir / FOLDS_FILE, folds)
-    write_parquet(cfg.run_dir / OOF_FILE, probability_frame(data.train_ids, oof_blend, names))
+    _write_parquet(cfg.run_dir / FOLDS_FILE, pa.Table.from_pandas(folds, preserve_index=False))
+    _write_parquet(cfg.run_dir / OOF_FILE, _probability_table(train_ids, oof_blend, names))
     if tests is not None:
-        write_parquet(cfg.run_dir / TEST_FILE, probability_frame(data.test_ids, blend(tests, weights, method), names))
+        test_blend = _blend32(weights, [_to_blend_space(t, method) for t in tests], method)
+        _write_parquet(cfg.run_dir / TEST_FILE, _probability_table(test_ids, test_blend, names))
     save_resolved(cfg)
-    tuned = json.loads(tune_thresholds(cfg, data).read_text(encoding="utf-8"))
-    untuned = np.zeros(len(names)) if task == "multiclass" else np.full(len(names), 0.5)
-    members = [
-        (c.name, w, evaluate(data.y, o, task, metric, untuned), cv)
-        for c, w, o, cv in zip(cfgs, weights, oofs, tuned_members, strict=True)
-    ]
-    _print_summary(cfg, metric, members, tuned)
+    write_thresholds(cfg, tuned)
+    _print_summary(cfg, metric, [(c.name, w, *cv) for c, w, cv in zip(cfgs, weights, members, strict=True)], tuned)
     return cfg.run_dir
+
+
+def _take_rows(probs: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
+    """`probs[rows]`, stored label-major as `read_probs` returns it (so the searches' transposes are free)."""
+    return probs.T[:, rows].T if isinstance(rows, slice) else np.take(probs.T, rows, axis=1).T
+
+
+def _probability_table(ids: pa.Array, probs: np.ndarray, label_names: list[str]) -> pa.Table:
+    """`files.probability_frame` as a pyarrow table: id + one float32 column per label."""
+    columns = {"id": ids, **{name: np.asarray(probs[:, j], dtype=np.float32) for j, name in enumerate(label_names)}}
+    return pa.table(columns)
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    """`files.write_parquet` without dictionary encoding or compression: probabilities and unique ids gain
+    nothing from either, and trying them was most of the time spent writing a million-row blend."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, use_dictionary=False, compression="none")
 
 
 def _print_summary(cfg: Config, metric: str, members: list[tuple], tuned: dict) -> None:

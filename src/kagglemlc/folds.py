@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from rich.table import Table
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -101,11 +102,38 @@ def read_folds(run_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def fold_of_rows(run_dir: Path, ids: np.ndarray) -> np.ndarray:
-    """The fold of every row of `ids`, from folds.parquet."""
-    folds = read_folds(run_dir)
-    rows = id_positions(folds["id"], ids, run_dir / FOLDS_FILE, "rerun `kagglemlc prepare`")
+def fold_of_rows(run_dir: Path, ids: np.ndarray | pa.Array, folds: pd.DataFrame | None = None) -> np.ndarray:
+    """The fold of every row of `ids` (the competition's training ids), from folds.parquet.
+
+    Args:
+        run_dir: the experiment's directory.
+        ids: the training ids, as in `CompetitionData.train_ids` (or `arrow_ids` of them).
+        folds: folds.parquet's content when the caller has read it already.
+    """
+    folds = read_folds(run_dir) if folds is None else folds
+    if same_ids(folds["id"], ids):  # the usual file: prepare wrote it in this order
+        return folds["fold"].to_numpy()
+    want = ids.to_numpy(zero_copy_only=False) if isinstance(ids, pa.Array) else ids
+    rows = id_positions(folds["id"], want, run_dir / FOLDS_FILE, "rerun `kagglemlc prepare`")
     return folds["fold"].to_numpy()[rows]
+
+
+def arrow_ids(ids: np.ndarray | pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """`ids` as a pyarrow large_string array, what `same_ids` compares: convert once, compare often."""
+    try:
+        ids = ids if isinstance(ids, pa.Array | pa.ChunkedArray) else pa.array(ids)
+        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        return ids.cast(pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # not all str: as text, as `id_positions`
+        return pa.array(np.asarray(ids).astype(str), type=pa.large_string())
+
+
+def same_ids(found: np.ndarray | pd.Series | pa.Array | pa.ChunkedArray, ids: np.ndarray | pa.Array) -> bool:
+    """Whether a file's id column lists exactly `ids`, in this order (ids compared as text)."""
+    if len(found) != len(ids):
+        return False
+    found = arrow_ids(found)
+    return found.null_count == 0 and found.equals(arrow_ids(ids))
 
 
 def id_positions(found: pd.Series, ids: np.ndarray, path: Path, hint: str) -> np.ndarray:

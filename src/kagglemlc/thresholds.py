@@ -21,20 +21,22 @@ much of the gain is the thresholds fitting noise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from kagglemlc.competition import CompetitionData, cached_competition
 from kagglemlc.config import Config
 from kagglemlc.console import info
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import write_json
-from kagglemlc.folds import fold_of_rows, id_positions
+from kagglemlc.folds import arrow_ids, fold_of_rows, id_positions, same_ids
 from kagglemlc.metrics import PROB_METRICS, score
 
 OOF_FILE = "oof.parquet"
@@ -43,31 +45,40 @@ ROUNDS = 3
 """Coordinate-ascent passes over the labels (it usually settles after two)."""
 
 
-def read_probs(path: Path, ids: np.ndarray, label_names: list[str], hint: str) -> np.ndarray:
+def read_probs(
+    path: Path, ids: np.ndarray | pa.Array, label_names: list[str], hint: str, unique: bool = False
+) -> np.ndarray:
     """(len(ids), L) probabilities from an oof/test parquet, rows in the order of `ids`.
+
+    The array is stored label-major (`probs.T` is C-contiguous), the layout the searches work in.
 
     Args:
         path: the parquet (id + one column per label).
-        ids: the ids the file must hold, each exactly once.
+        ids: the ids the file must hold, each exactly once (`folds.arrow_ids(ids)` when several files are
+            checked against the same ids: converted once).
         label_names: the columns to return, in this order.
         hint: what to run when the file is missing, e.g. "run `kagglemlc train` first".
+        unique: `ids` are known to be distinct (the competition checked them), so a file listing them in
+            this order needs no duplicate check.
 
     Raises:
         KaggleMLCError: missing file or column, ids that differ from `ids`, non-finite values.
     """
     if not path.is_file():
         raise KaggleMLCError(f"{path} not found; {hint}")
-    frame = pd.read_parquet(path)
-    missing = [c for c in ["id", *label_names] if c not in frame.columns]
+    table = pq.read_table(path, memory_map=True)
+    missing = [c for c in ["id", *label_names] if c not in table.column_names]
     if missing:
         raise KaggleMLCError(f"{path}: missing column '{missing[0]}' (labels: {', '.join(label_names[:8])}); {hint}")
-    extra = [c for c in frame.columns if c not in ("id", *label_names)]
+    extra = [c for c in table.column_names if c not in ("id", *label_names)]
     if extra:
         raise KaggleMLCError(f"{path}: column '{extra[0]}' is not a label of this competition")
-    found, probs = frame["id"], frame[label_names].to_numpy()
-    in_order = len(found) == len(ids) and np.array_equal(found.to_numpy(dtype=object), ids) and found.is_unique
-    if not in_order:  # the usual file lists the ids in the competition's order: no lookup needed
-        probs = probs[id_positions(found, ids, path, hint)]
+    probs = np.stack([table.column(name).to_numpy() for name in label_names]).T
+    found = table.column("id")
+    # the usual file lists the ids in the competition's order: no lookup needed
+    if not same_ids(found, ids) or not (unique or found.to_pandas().is_unique):
+        want = ids.to_numpy(zero_copy_only=False) if isinstance(ids, pa.Array) else ids
+        probs = probs[id_positions(found.to_pandas(), want, path, hint)]
     if not np.isfinite(probs).all():
         raise KaggleMLCError(f"{path}: holds NaN or infinite probabilities; {hint}")
     return probs
@@ -97,7 +108,11 @@ def _score_decided(y: np.ndarray, hard: np.ndarray, task: str, metric: str) -> f
     hit = hard * y
     if metric in _ROWWISE:
         return float(_ROWWISE[metric](hit.sum(axis=1), hard.sum(axis=1), y.sum(axis=1)).mean())
-    tp, predicted, positives = hit.sum(axis=0), hard.sum(axis=0), y.sum(axis=0)
+    return _labelwise_score(hit.sum(axis=0), hard.sum(axis=0), y.sum(axis=0), metric)
+
+
+def _labelwise_score(tp: np.ndarray, predicted: np.ndarray, positives: np.ndarray, metric: str) -> float:
+    """Multilabel F1 (micro, macro or weighted) from each label's counts, as sklearn computes it."""
     if metric == "f1_micro":
         return float(_f1(tp.sum(), predicted.sum(), positives.sum()))
     f1 = _f1(tp, predicted, positives)
@@ -214,31 +229,96 @@ def _per_label(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarra
 
 
 def _labelwise(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
-    """Each label's best F1 cut, the same as `_best_cut` over all n cuts but from two value sorts (no argsort).
-
-    Lowering the threshold past negatives alone only adds false positives, so the best cut (the highest
-    among equals) lies at a positive's score: only those are scored, with counts from binary search.
-    """
-    n, n_labels = probs.shape
-    scores, truth = np.ascontiguousarray(probs.T), np.ascontiguousarray(y.T) == 1
-    positives = truth.sum(axis=1)
-    cuts, best = np.empty(n_labels), np.zeros(n_labels)
-    for j in range(n_labels):
-        ordered = np.sort(scores[j])
-        top = np.float64(ordered[-1])
-        if positives[j] == 0:  # predicting nothing is best: above every score, as `_best_cut`
-            cuts[j] = (top + 1) / 2 if top < 1 else np.nextafter(top, np.inf)
-            continue
-        pos = np.sort(scores[j][truth[j]])
-        first = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])  # each distinct positive score
-        at = np.searchsorted(ordered, pos[first])  # scores below each candidate
-        f1 = _f1(positives[j] - first, n - at, positives[j])
-        k = len(f1) - 1 - int(f1[::-1].argmax())  # the highest cut among equal F1s
-        upper = np.float64(pos[first[k]])
-        lower = np.float64(ordered[at[k] - 1]) if at[k] > 0 else upper
-        mid = (upper + lower) / 2
-        cuts[j], best[j] = (mid if mid > lower else upper), f1[k]
+    """Each label's best F1 cut: the same as `_best_cut` over all n cuts, from value sorts (no argsort)."""
+    cuts, best, positives = _Sorted(y, probs).fit()
     return cuts, float(_label_weights(metric, positives) @ best)
+
+
+class _Sorted:
+    """Every label's scores and its positives' scores, each sorted ascending within every group of rows (fold).
+
+    A cut's counts in any set of groups then come from binary search, so the F1 search on all folds and the
+    one per held-out fold (the nested estimate) share one sort of each score. Lowering the threshold past
+    negatives alone only adds false positives, so the best F1 cut (the highest among equals) lies at a
+    positive's score: the candidates are the distinct positive scores, their counts per group precomputed.
+    """
+
+    def __init__(self, y: np.ndarray, probs: np.ndarray, group: np.ndarray | None = None):
+        scores, truth = np.ascontiguousarray(probs.T), np.ascontiguousarray(y.T) == 1
+        order = None if group is None else np.argsort(group, kind="stable")
+        self.groups, starts = (
+            (np.zeros(1, dtype=int), [0]) if order is None else np.unique(group[order], return_index=True)
+        )
+        parts = [slice(a, b) for a, b in zip(starts, [*starts[1:], len(probs)], strict=True)]
+        self.dtype = scores.dtype
+        self.scores, self.positives, self.candidates, self.at_least, self.positives_at_least = [], [], [], [], []
+        for x, t in zip(scores, truth, strict=True):
+            x, t = (x, t) if order is None else (x[order], t[order])
+            ordered = [np.sort(x[part]) for part in parts]
+            positives = [np.sort(x[part][t[part]]) for part in parts]
+            candidates = positives[0] if len(parts) == 1 else np.sort(np.concatenate(positives))
+            distinct = np.ones(len(candidates), dtype=bool)
+            distinct[1:] = candidates[1:] != candidates[:-1]
+            first = np.flatnonzero(distinct)
+            if len(parts) == 1:  # how many positives score >= each candidate, without a search
+                positives_at_least = (len(candidates) - first)[None]
+            else:
+                positives_at_least = np.array([len(a) - np.searchsorted(a, candidates[first]) for a in positives])
+            candidates = candidates[first]
+            self.scores.append(ordered)
+            self.positives.append(positives)
+            self.candidates.append(candidates)
+            # (groups, candidates): how many scores / positives' scores of each group are >= each candidate
+            self.at_least.append(np.array([len(a) - np.searchsorted(a, candidates) for a in ordered]))
+            self.positives_at_least.append(positives_at_least)
+
+    def fit(self, held: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each label's best F1 cut on every group but `held`.
+
+        Returns:
+            (cuts, best F1s, positives) per label.
+        """
+        rows = slice(None) if held is None else self.groups != held
+        n_labels = len(self.scores)
+        cuts, best, positives = np.empty(n_labels), np.zeros(n_labels), np.zeros(n_labels, dtype=np.int64)
+        for j in range(n_labels):
+            ordered = [a for a, g in zip(self.scores[j], self.groups, strict=True) if g != held]
+            tp, predicted = self.positives_at_least[j][rows].sum(axis=0), self.at_least[j][rows].sum(axis=0)
+            positives[j] = tp[0] if len(tp) else 0
+            if positives[j] == 0:  # predicting nothing is best: above every score, as `_best_cut`
+                top = max(np.float64(a[-1]) for a in ordered if len(a))
+                cuts[j] = (top + 1) / 2 if top < 1 else np.nextafter(top, np.inf)
+                continue
+            candidates = self.candidates[j]
+            f1 = _f1(tp, predicted, positives[j])
+            if held is not None:  # a candidate that no kept positive scores exactly is no cut here
+                f1[tp - np.append(tp[1:], 0) == 0] = -np.inf
+            k = len(f1) - 1 - int(f1[::-1].argmax())  # the highest cut among equal F1s
+            upper = np.float64(candidates[k])
+            below = [a[i - 1] for a in ordered if (i := np.searchsorted(a, candidates[k])) > 0]
+            lower = np.float64(max(below)) if below else upper  # the next lower kept score
+            mid = (upper + lower) / 2
+            cuts[j], best[j] = (mid if mid > lower else upper), f1[k]
+        return cuts, best, positives
+
+    def counts(self, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(true positives, predicted, positives) of every label (rows) in every group (columns) with `cuts`."""
+        shape = (len(self.scores), len(self.groups))
+        tp, predicted, positives = (np.zeros(shape, dtype=np.int64) for _ in range(3))
+        for j, cut in enumerate(cuts):
+            cut = _at_least(cut, self.dtype)
+            for g, (ordered, pos) in enumerate(zip(self.scores[j], self.positives[j], strict=True)):
+                predicted[j, g] = len(ordered) - np.searchsorted(ordered, cut)
+                tp[j, g], positives[j, g] = len(pos) - np.searchsorted(pos, cut), len(pos)
+        return tp, predicted, positives
+
+
+def _at_least(cut: float, dtype: np.dtype) -> Any:
+    """The smallest `dtype` value >= cut: `scores >= cut` counts the same, and binary search needs no cast."""
+    if not np.issubdtype(dtype, np.floating):
+        return cut
+    value = dtype.type(cut)
+    return np.nextafter(value, dtype.type(np.inf)) if float(value) < float(cut) else value
 
 
 def _ascend_micro(ranked: _Ranked) -> tuple[np.ndarray, float]:
@@ -414,25 +494,89 @@ def _rows(a: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return np.compress(keep, a.T, axis=1).T
 
 
+class _ByFold:
+    """Tuning on some folds and scoring others, as `_report` asks: any task, metric and strategy."""
+
+    def __init__(self, y: np.ndarray, probs: np.ndarray, fold: np.ndarray, task: str, metric: str, **tuning):
+        self.y, self.probs = np.ascontiguousarray(y.T).T, np.ascontiguousarray(probs.T).T
+        self.fold, self.groups = fold, np.unique(fold)
+        self.task, self.metric, self.tuning = task, metric, tuning
+        self._held: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+
+    def rows(self, k: Any) -> int:
+        return int((self.fold == k).sum())
+
+    def held(self, k: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(y, probs) of fold k."""
+        if k not in self._held:
+            held = self.fold == k
+            self._held[k] = _rows(self.y, held), _rows(self.probs, held)
+        return self._held[k]
+
+    def fit(self, held: Any = None) -> np.ndarray:
+        """The cuts tuned on every fold but `held`."""
+        y, probs = self.y, self.probs
+        if held is not None:
+            y, probs = _rows(y, self.fold != held), _rows(probs, self.fold != held)
+        return fit_cuts(y, probs, self.task, self.metric, **self.tuning)[0]
+
+    def score_fold(self, k: Any, cuts: np.ndarray) -> float:
+        """The metric on fold k decided with `cuts`."""
+        return evaluate(*self.held(k), self.task, self.metric, cuts)
+
+    def score(self, cuts_of_fold: list[np.ndarray]) -> float:
+        """The metric on all rows, each fold's decided with its own cuts (in `groups` order)."""
+        if self.metric in PROB_METRICS or all(c is cuts_of_fold[0] for c in cuts_of_fold):
+            return evaluate(self.y, self.probs, self.task, self.metric, cuts_of_fold[0])
+        hard = np.zeros_like(self.y, dtype=np.int8)
+        for k, cuts in zip(self.groups, cuts_of_fold, strict=True):
+            hard[self.fold == k] = apply_cuts(self.held(k)[1], self.task, cuts)
+        return _score_decided(self.y, hard, self.task, self.metric)
+
+
+class _ByFoldSorted:
+    """`_ByFold` for per-label F1 cuts (f1_macro / f1_weighted, multilabel): every fit and score comes from
+    one sort of each fold's scores (`_Sorted`), the same values the row-wise way gives."""
+
+    def __init__(self, y: np.ndarray, probs: np.ndarray, fold: np.ndarray, task: str, metric: str, **tuning):
+        self.sorted, self.metric = _Sorted(y, probs, fold), metric
+        self.groups = self.sorted.groups
+        self._rows = {k: len(a) for k, a in zip(self.groups, self.sorted.scores[0], strict=True)}
+
+    def rows(self, k: Any) -> int:
+        return self._rows[k]
+
+    def fit(self, held: Any = None) -> np.ndarray:
+        return self.sorted.fit(held)[0]
+
+    def score_fold(self, k: Any, cuts: np.ndarray) -> float:
+        g = int(np.flatnonzero(self.groups == k)[0])
+        tp, predicted, positives = self.sorted.counts(cuts)
+        return _labelwise_score(tp[:, g], predicted[:, g], positives[:, g], self.metric)
+
+    def score(self, cuts_of_fold: list[np.ndarray]) -> float:
+        total = np.zeros((3, len(self.sorted.scores)), dtype=np.int64)
+        for g, cuts in enumerate(cuts_of_fold):
+            total += np.stack(self.sorted.counts(cuts))[:, :, g]
+        return _labelwise_score(*total, self.metric)
+
+
 def _report(y, probs, fold, label_names, task, metric, **tuning) -> dict[str, Any]:
-    y, probs = np.ascontiguousarray(y.T).T, np.ascontiguousarray(probs.T).T
-    cuts, _ = fit_cuts(y, probs, task, metric, **tuning)
+    sortable = task == "multilabel" and metric in _LABELWISE and y.shape[1] > 1 and tuning["strategy"] == "per_label"
+    by_fold = (_ByFoldSorted if sortable else _ByFold)(y, probs, fold, task, metric, **tuning)
+    cuts = by_fold.fit()
     untuned = np.zeros(len(label_names)) if task == "multiclass" else np.full(len(label_names), 0.5)
-    nested = np.zeros_like(y, dtype=np.int8)
-    per_fold = []
-    for k in np.unique(fold):
-        held = fold == k
-        fold_cuts, _ = fit_cuts(_rows(y, ~held), _rows(probs, ~held), task, metric, **tuning)
-        y_held, probs_held = _rows(y, held), _rows(probs, held)
-        nested[held] = apply_cuts(probs_held, task, fold_cuts)
+    per_fold, fold_cuts = [], []
+    for k in by_fold.groups:
+        fold_cuts.append(by_fold.fit(held=k))
         per_fold.append(
             {
                 "fold": int(k),
-                "rows": int(held.sum()),
-                "cv_at_0.5": evaluate(y_held, probs_held, task, metric, untuned),
-                "cv_tuned": evaluate(y_held, probs_held, task, metric, cuts),
-                "cv_nested": evaluate(y_held, probs_held, task, metric, fold_cuts),
-                **_named(fold_cuts, task, label_names),
+                "rows": by_fold.rows(k),
+                "cv_at_0.5": by_fold.score_fold(k, untuned),
+                "cv_tuned": by_fold.score_fold(k, cuts),
+                "cv_nested": by_fold.score_fold(k, fold_cuts[-1]),
+                **_named(fold_cuts[-1], task, label_names),
             }
         )
     is_prob = metric in PROB_METRICS
@@ -442,9 +586,9 @@ def _report(y, probs, fold, label_names, task, metric, **tuning) -> dict[str, An
         "metric": metric,
         "task": task,
         **_named(cuts, task, label_names),
-        "cv_at_0.5": evaluate(y, probs, task, metric, untuned),
-        "cv_tuned": evaluate(y, probs, task, metric, cuts),
-        "cv_nested": evaluate(y, probs, task, metric, cuts) if is_prob else _score_decided(y, nested, task, metric),
+        "cv_at_0.5": by_fold.score([untuned] * len(by_fold.groups)),
+        "cv_tuned": by_fold.score([cuts] * len(by_fold.groups)),
+        "cv_nested": by_fold.score(fold_cuts),
         "cv_nested_fold_mean": float(np.mean([f["cv_nested"] for f in per_fold])),
         "per_fold": per_fold,
     }
@@ -453,13 +597,65 @@ def _report(y, probs, fold, label_names, task, metric, **tuning) -> dict[str, An
     return report
 
 
+def _tuning(cfg: Config) -> dict[str, Any]:
+    th = cfg.thresholds
+    return {"strategy": th.strategy, "value": th.value, "tune_bias": th.multiclass_bias}
+
+
+def fingerprint(cfg: Config, data: CompetitionData, probs: np.ndarray) -> str:
+    """sha256 of what `cv_at_0.5` and `cv_tuned` depend on: the OOF probabilities, the truth and the settings."""
+    settings = [data.task, cfg.competition.metric, _tuning(cfg), probs.shape, str(probs.dtype), str(data.y.dtype)]
+    digest = hashlib.sha256(json.dumps(settings).encode())
+    for a in (probs, data.y):
+        digest.update(np.ascontiguousarray(a.T))  # label-major: no copy for what `read_probs` returns
+    return digest.hexdigest()
+
+
+def threshold_report(cfg: Config, data: CompetitionData, probs: np.ndarray, fold: np.ndarray) -> dict[str, Any]:
+    """What thresholds.json holds for OOF `probs` (rows in `data.train_ids` order, `fold` of each row)."""
+    report = _report(data.y, probs, fold, data.label_names, data.task, cfg.competition.metric, **_tuning(cfg))
+    return {**report, "fingerprint": fingerprint(cfg, data, probs)}
+
+
+def cv_before_after(cfg: Config, data: CompetitionData, probs: np.ndarray, run_dir: Path) -> tuple[float, float]:
+    """(CV at 0.5, CV tuned) of OOF `probs` for `cfg`'s metric and tuning settings.
+
+    Taken from `run_dir`'s thresholds.json when it was tuned on these very probabilities, truth and
+    settings (its fingerprint matches), else computed.
+    """
+    path = run_dir / THRESHOLDS_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == fingerprint(cfg, data, probs):
+            return float(saved["cv_at_0.5"]), float(saved["cv_tuned"])
+    metric, n_labels = cfg.competition.metric, len(data.label_names)
+    cuts, _ = fit_cuts(data.y, probs, data.task, metric, **_tuning(cfg))
+    untuned = np.zeros(n_labels) if data.task == "multiclass" else np.full(n_labels, 0.5)
+    return evaluate(data.y, probs, data.task, metric, untuned), evaluate(data.y, probs, data.task, metric, cuts)
+
+
+def write_thresholds(cfg: Config, report: dict[str, Any]) -> Path:
+    """Writes `threshold_report`'s result to `<output_dir>/thresholds.json` and says what tuning gained."""
+    path = write_json(cfg.run_dir / THRESHOLDS_FILE, report)
+    metric = report["metric"]
+    if metric in PROB_METRICS:
+        cv = report["cv_tuned"]
+        info(f"{metric} scores probabilities, so thresholds cannot change it: 0.5 written; CV {cv:.4f} → {path}")
+    else:
+        info(
+            f"thresholds ({report['strategy']}, {metric}): CV {report['cv_at_0.5']:.4f} untuned → "
+            f"{report['cv_tuned']:.4f} tuned, {report['cv_nested']:.4f} nested (tuned on the other folds) → {path}"
+        )
+    return path
+
+
 def tune_thresholds(cfg: Config, data: CompetitionData | None = None) -> Path:
     """Tunes thresholds on `oof.parquet` and writes `thresholds.json` (with CV before, after and nested).
 
     Args:
         cfg: the experiment config (`thresholds.strategy`, `.value`, `.multiclass_bias`, `competition.metric`).
-        data: the competition when the caller has loaded it already (`ensemble`); default: loaded here
-            (through the experiment's competition cache).
+        data: the competition when the caller has loaded it already; default: loaded here (through the
+            experiment's competition cache).
 
     Returns:
         The path of thresholds.json.
@@ -470,27 +666,6 @@ def tune_thresholds(cfg: Config, data: CompetitionData | None = None) -> Path:
     if data is None:
         with cached_competition(cfg.competition, cfg.run_dir, with_test=False) as data:
             return tune_thresholds(cfg, data)
-    probs = read_probs(cfg.run_dir / OOF_FILE, data.train_ids, data.label_names, "run `kagglemlc train` first")
-    fold = fold_of_rows(cfg.run_dir, data.train_ids)
-    metric = cfg.competition.metric
-    result = _report(
-        data.y,
-        probs,
-        fold,
-        data.label_names,
-        data.task,
-        metric,
-        strategy=cfg.thresholds.strategy,
-        value=cfg.thresholds.value,
-        tune_bias=cfg.thresholds.multiclass_bias,
-    )
-    path = write_json(cfg.run_dir / THRESHOLDS_FILE, result)
-    if metric in PROB_METRICS:
-        cv = result["cv_tuned"]
-        info(f"{metric} scores probabilities, so thresholds cannot change it: 0.5 written; CV {cv:.4f} → {path}")
-    else:
-        info(
-            f"thresholds ({result['strategy']}, {metric}): CV {result['cv_at_0.5']:.4f} untuned → "
-            f"{result['cv_tuned']:.4f} tuned, {result['cv_nested']:.4f} nested (tuned on the other folds) → {path}"
-        )
-    return path
+    ids = arrow_ids(data.train_ids)
+    probs = read_probs(cfg.run_dir / OOF_FILE, ids, data.label_names, "run `kagglemlc train` first", unique=True)
+    return write_thresholds(cfg, threshold_report(cfg, data, probs, fold_of_rows(cfg.run_dir, ids)))
