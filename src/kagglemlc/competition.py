@@ -262,19 +262,26 @@ def load_competition(
 
 @contextmanager
 def cached_competition(
-    cfg: CompetitionConfig, cache_dir: Path, with_test: bool = True, group_column: str | None = None
+    cfg: CompetitionConfig,
+    cache_dir: Path,
+    with_test: bool = True,
+    group_column: str | None = None,
+    texts: bool = True,
 ) -> Iterator[CompetitionData]:
     """`load_competition`, reusing `cache_dir/competition.pkl` (warnings included) while it is current.
 
-        with cached_competition(cfg.competition, cfg.run_dir, with_test=False) as data:
+        with cached_competition(cfg.competition, cfg.run_dir, with_test=False, texts=False) as data:
             ...  # the stage's reading and checking
 
     The cache is (re)written when the block ends without an error, so a failing stage leaves no new file.
+    With `texts=False` (a stage that never reads them) a hit leaves `train_texts`/`test_texts` None: making
+    a million Python strings back is most of what reading the cache costs.
     """
     key = _cache_key(cfg)
-    data = None if key is None else _read_cache(cache_dir / CACHE_FILE, key, with_test, group_column)
-    if data is not None:
-        _replay_warnings(cfg, data)
+    hit = None if key is None else _read_cache(cache_dir / CACHE_FILE, key, with_test, group_column, texts)
+    if hit is not None:
+        data, empty = hit
+        _replay_warnings(cfg, data, empty)
         yield data
         return
     data = _load(cfg, with_test, group_column)
@@ -372,11 +379,12 @@ def _load_test(cfg: CompetitionConfig, data: CompetitionData) -> None:
 
 # ---- the cache -----------------------------------------------------------------------------------
 # Parsing and validating the CSVs is most of what the stages after training spend at 1M rows. A stage
-# that loads through `cached_competition` keeps the result; it is reused only while the key matches: the
-# competition settings, the package version and (path, size, mtime) of every configured competition file.
-# Any edit of a file or of the settings is a miss, and a miss loads and validates the files as always.
-# The cache is kept per experiment (its output_dir), where stages may write; the texts come along, so a
-# hit returns exactly what a load returns (the sample submission's repeated columns are stored once).
+# that loads through `cached_competition` (prepare included) keeps the result; it is reused only while the key
+# matches: the competition settings, the package version and the path and content sha256 of every configured
+# competition file. Any edit of a file or of the settings is a miss, and a miss loads and validates the files
+# as always. The cache is kept per experiment (its output_dir), where stages may write; the texts come along,
+# so a hit returns exactly what a load returns (the sample submission's repeated columns are stored once),
+# except that a stage may decline the texts (and test ids) it never reads: those parts are then not unpickled.
 
 
 def _cache_key(cfg: CompetitionConfig) -> dict | None:
@@ -407,46 +415,69 @@ def _unpack_sample(packed: dict | None) -> pd.DataFrame | None:
     if packed is None:
         return None
     varying, repeated = packed["varying"], packed["repeated"]
+    filled: dict = {}  # one column per (value, dtype): most sample submissions repeat a single "0"
+    for value, dtype in repeated.values():
+        if (value, str(dtype)) not in filled:
+            filled[value, str(dtype)] = pd.Series(value, index=varying.index, dtype=dtype)
     return pd.DataFrame(
-        {
-            c: pd.Series(repeated[c][0], index=varying.index, dtype=repeated[c][1]) if c in repeated else varying[c]
-            for c in packed["columns"]
-        }
+        {c: filled[repeated[c][0], str(repeated[c][1])] if c in repeated else varying[c] for c in packed["columns"]}
     )
 
 
+# The file: the key, a header, then pickled parts read only when asked for (the test's and the texts' make
+# up most of it and most stages need neither).
+_PARTS = ("core", "test_ids", "train_texts", "test_texts")
+
+
 def _write_cache(path: Path, key: dict, data: CompetitionData, with_test: bool, group_column: str | None) -> None:
-    packed = CompetitionData(**{**vars(data), "submission": _pack_sample(data.submission)})
+    texts = {"train_texts": data.train_texts, "test_texts": data.test_texts}
+    core = {k: v for k, v in vars(data).items() if k not in ("test_ids", *texts)}
+    parts = [
+        pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+        for part in ({**core, "submission": _pack_sample(data.submission)}, data.test_ids, *texts.values())
+    ]
+    empty = {which: 0 if t is None else t.count("") for which, t in texts.items()}  # replayed as warnings
+    header = {"with_test": with_test, "group_column": group_column, "empty": empty, "sizes": [len(p) for p in parts]}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         pickle.dump(key, fh, protocol=pickle.HIGHEST_PROTOCOL)  # first, so that a stale cache is read no further
-        pickle.dump((with_test, group_column, packed), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(header, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        for part in parts:
+            fh.write(part)
 
 
-def _read_cache(path: Path, key: dict, with_test: bool, group_column: str | None) -> CompetitionData | None:
-    """The cached data when its key matches and it holds what is asked; else None."""
+def _read_cache(
+    path: Path, key: dict, with_test: bool, group_column: str | None, texts: bool
+) -> tuple[CompetitionData, dict[str, int]] | None:
+    """The cached data (and its count of empty texts) when its key matches and it holds what is asked; else None."""
     if not path.is_file():
         return None
     try:
         with open(path, "rb") as fh:
             if pickle.load(fh) != key:
                 return None
-            has_test, has_groups, data = pickle.load(fh)
+            header = pickle.load(fh)
+            if (with_test and not header["with_test"]) or group_column not in (None, header["group_column"]):
+                return None
+            wanted = {"core", "test_ids"} if with_test else {"core"}
+            wanted |= {"train_texts", "test_texts"} if texts and with_test else {"train_texts"} if texts else set()
+            parts = {}
+            for name, size in zip(_PARTS, header["sizes"], strict=True):
+                if name in wanted:
+                    parts[name] = pickle.loads(fh.read(size))
+                else:
+                    fh.seek(size, 1)
     except Exception:  # unreadable (truncated, written by another pandas ...): a miss, the files are read again
         return None
-    if (with_test and not has_test) or (group_column is not None and group_column != has_groups):
-        return None
+    data = CompetitionData(**{"train_texts": None, **parts.pop("core"), **parts})
     data.submission = _unpack_sample(data.submission)
-    if not with_test:
-        data.test_ids = data.test_texts = None
     if group_column is None:
         data.groups = None
-    return data
+    return data, header["empty"] if with_test else {**header["empty"], "test_texts": 0}
 
 
-def _replay_warnings(cfg: CompetitionConfig, data: CompetitionData) -> None:
-    """The warnings a full load gives, in its order (empty texts were stored as "")."""
+def _replay_warnings(cfg: CompetitionConfig, data: CompetitionData, empty: dict[str, int]) -> None:
+    """The warnings a full load gives, in its order."""
     _check_task(cfg, data.label_names, data.y)
-    for texts, path, which in ((data.train_texts, cfg.train, "train"), (data.test_texts, cfg.test, "test")):
-        empty = 0 if texts is None else texts.count("")
-        if empty:
-            _warn_empty_texts(path, which, empty)
+    for which, path in (("train", cfg.train), ("test", cfg.test)):
+        if empty[f"{which}_texts"]:
+            _warn_empty_texts(path, which, empty[f"{which}_texts"])

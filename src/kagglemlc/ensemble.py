@@ -253,7 +253,7 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
             warn(f"'{cfg.name}' uses competition.metric {cfg.competition.metric}; the blend is fitted for {metric}")
     folds = _check_same_folds(cfgs)
     hint = "run `kagglemlc train` for this experiment first"
-    with cached_competition(first.competition, first.run_dir, with_test=True) as data:
+    with cached_competition(first.competition, first.run_dir, with_test=True, texts=False) as data:
         names = data.label_names
         train_ids, test_ids = arrow_ids(data.train_ids), None if data.test_ids is None else arrow_ids(data.test_ids)
         oofs = [read_probs(c.run_dir / OOF_FILE, train_ids, names, hint, unique=True) for c in cfgs]

@@ -20,7 +20,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from rich.table import Table
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from kagglemlc.competition import load_competition
+from kagglemlc.competition import cached_competition
 from kagglemlc.config import Config, save_resolved
 from kagglemlc.console import info, stdout, warn
 from kagglemlc.errors import KaggleMLCError
@@ -163,17 +163,19 @@ def prepare(cfg: Config) -> Path:
         The path of folds.parquet.
     """
     start = time.perf_counter()
-    data = load_competition(cfg.competition, with_test=True, group_column=cfg.cv.group_column)
-    fold = assign_folds(data.y, data.task, cfg.cv.folds, cfg.cv.seed, data.groups)
-    counts = fold_counts(data.y, fold, cfg.cv.folds)
-    for name, total in zip(data.label_names, counts.sum(axis=1)):
-        if 0 < total < cfg.cv.folds:
-            warn(
-                f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: "
-                "some folds validate without it"
-            )
-    save_resolved(cfg)
-    path = write_parquet(cfg.run_dir / FOLDS_FILE, pd.DataFrame({"id": data.train_ids.astype(str), "fold": fold}))
+    # through the cache: the stages after training then find the competition parsed and validated
+    with cached_competition(cfg.competition, cfg.run_dir, with_test=True, group_column=cfg.cv.group_column) as data:
+        fold = assign_folds(data.y, data.task, cfg.cv.folds, cfg.cv.seed, data.groups)
+        counts = fold_counts(data.y, fold, cfg.cv.folds)
+        for name, total in zip(data.label_names, counts.sum(axis=1)):
+            if 0 < total < cfg.cv.folds:
+                warn(
+                    f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: "
+                    "some folds validate without it"
+                )
+        save_resolved(cfg)
+        folds = pd.DataFrame({"id": data.train_ids.astype(str), "fold": fold})
+        path = write_parquet(cfg.run_dir / FOLDS_FILE, folds)
     _print_table(data.label_names, counts, np.bincount(fold, minlength=cfg.cv.folds))
     spread = np.ptp(counts, axis=1)
     worst = int(spread.argmax())

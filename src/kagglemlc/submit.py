@@ -335,7 +335,7 @@ def submit(cfg: Config, message: str | None = None, upload: bool = False) -> Pat
     """
     slug = _require_slug(cfg) if upload else cfg.competition.slug
     comp = cfg.competition
-    with cached_competition(comp, cfg.run_dir, with_test=False) as data:
+    with cached_competition(comp, cfg.run_dir, with_test=False, texts=False) as data:
         frame, values = submission_frame(cfg, data)
         validate_submission(frame, data.submission, comp.id_column, values, str(comp.sample_submission))
         api = kaggle_api(slug, "authenticate") if upload else None

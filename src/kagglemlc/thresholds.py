@@ -664,7 +664,7 @@ def tune_thresholds(cfg: Config, data: CompetitionData | None = None) -> Path:
         KaggleMLCError: oof.parquet or folds.parquet missing or not matching the training file.
     """
     if data is None:
-        with cached_competition(cfg.competition, cfg.run_dir, with_test=False) as data:
+        with cached_competition(cfg.competition, cfg.run_dir, with_test=False, texts=False) as data:
             return tune_thresholds(cfg, data)
     ids = arrow_ids(data.train_ids)
     probs = read_probs(cfg.run_dir / OOF_FILE, ids, data.label_names, "run `kagglemlc train` first", unique=True)
