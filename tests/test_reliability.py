@@ -292,10 +292,10 @@ def test_names_may_hold_dots_dashes_and_unicode(tmp_path):
 
 def test_ensemble_name_must_be_plain(tmp_path, cli):
     config = make_competition(tmp_path)
-    for name in ("../../outside", "x/y"):
+    for name in ("../../kmlc-escaped", "x/kmlc-escaped"):
         code, _, err = cli("ensemble", config, config, "--name", name)
         assert code == 2 and err.count("\n") == 1 and "--name" in err and "plain name" in err, err
-    assert not list(tmp_path.parent.glob("*outside*"))
+    assert not [*tmp_path.rglob("*kmlc-escaped*"), *tmp_path.parent.glob("*kmlc-escaped*")]
 
 
 def test_paths_the_user_writes_are_taken_as_written(tmp_path):

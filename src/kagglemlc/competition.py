@@ -121,7 +121,9 @@ def _check_surplus_fields(path: Path, sep: str, encoding: str, frame: pd.DataFra
         warn(f"{path}: {str(caught[0].message).strip().splitlines()[0]}")
         return
     names = [*map(str, frame.columns), "\0surplus"]  # one field more than the header: rows with more still fail
-    wide = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding, names=names, skiprows=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # this read only looks at the surplus column
+        wide = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding, names=names, header=0)
     surplus = wide[names[-1]]
     filled = np.flatnonzero(surplus.to_numpy() != "")
     if len(filled):
