@@ -98,11 +98,12 @@ def _weighted_sum(weights: np.ndarray, spaces: Sequence[np.ndarray]) -> np.ndarr
 
 
 def _blend32(weights: np.ndarray, spaces: Sequence[np.ndarray], method: str) -> np.ndarray:
-    """`blend(...).astype(np.float32)` bit for bit, from the members' blend spaces, one label at a time: the
+    """`blend(...).astype(np.float32)` bit for bit, from the members' blend spaces, a few labels at a time: the
     float64 temporaries stay in cache (the whole-matrix version mostly waits on memory at a million rows)."""
     out = np.empty(spaces[0].shape[::-1], dtype=np.float32).T  # label-major, like `read_probs`' arrays
-    for j in range(out.shape[1]):
-        out[:, j] = _from_blend_space(_weighted_sum(weights, [z[:, j] for z in spaces]), method)
+    step = max(1, (1 << 18) // max(len(out), 1))  # labels per block: ~2 MB of float64
+    for j in range(0, out.shape[1], step):
+        out[:, j : j + step] = _from_blend_space(_weighted_sum(weights, [z[:, j : j + step] for z in spaces]), method)
     return out
 
 
@@ -269,7 +270,7 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
     name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
     members = [cv_before_after(first, data, o, c.run_dir) for c, o in zip(cfgs, oofs, strict=True)]
     rows = _search_rows(len(data.y))
-    weights, _ = fit_weights([_take_rows(o, rows) for o in oofs], partial(objective, data.y[rows]), method)
+    weights, _ = fit_weights([_take_rows(o, rows) for o in oofs], partial(objective, _take_rows(data.y, rows)), method)
     fold = fold_of_rows(first.run_dir, train_ids, folds)
     oof_spaces = [_to_blend_space(o, method) for o in oofs]
     oof_blend = _blend32(weights, oof_spaces, method)

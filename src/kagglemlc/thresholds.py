@@ -73,7 +73,7 @@ def read_probs(
     extra = [c for c in table.column_names if c not in ("id", *label_names)]
     if extra:
         raise KaggleMLCError(f"{path}: column '{extra[0]}' is not a label of this competition")
-    probs = np.stack([table.column(name).to_numpy() for name in label_names]).T
+    probs = _label_major([table.column(name) for name in label_names])
     found = table.column("id")
     # the usual file lists the ids in the competition's order: no lookup needed
     if not same_ids(found, ids) or not (unique or found.to_pandas().is_unique):
@@ -82,6 +82,20 @@ def read_probs(
     if not np.isfinite(probs).all():
         raise KaggleMLCError(f"{path}: holds NaN or infinite probabilities; {hint}")
     return probs
+
+
+def _label_major(columns: list[pa.ChunkedArray]) -> np.ndarray:
+    """(n, L) array of the columns, stored label-major; float columns without nulls copied once, chunk by chunk."""
+    kind = columns[0].type if columns else None
+    if not (pa.types.is_floating(kind) and all(c.type == kind and c.null_count == 0 for c in columns)):
+        return np.stack([c.to_numpy() for c in columns]).T
+    out = np.empty((len(columns), len(columns[0])), dtype=kind.to_pandas_dtype())
+    for row, column in zip(out, columns, strict=True):
+        start = 0
+        for chunk in column.chunks:
+            row[start : start + len(chunk)] = chunk.to_numpy()
+            start += len(chunk)
+    return out.T
 
 
 # ---- cuts -> hard labels -------------------------------------------------------------------------
@@ -606,8 +620,8 @@ def fingerprint(cfg: Config, data: CompetitionData, probs: np.ndarray) -> str:
     """sha256 of what `cv_at_0.5` and `cv_tuned` depend on: the OOF probabilities, the truth and the settings."""
     settings = [data.task, cfg.competition.metric, _tuning(cfg), probs.shape, str(probs.dtype), str(data.y.dtype)]
     digest = hashlib.sha256(json.dumps(settings).encode())
-    for a in (probs, data.y):
-        digest.update(np.ascontiguousarray(a.T))  # label-major: no copy for what `read_probs` returns
+    digest.update(np.ascontiguousarray(probs.T))  # label-major: no copy for what `read_probs` returns
+    digest.update(np.ascontiguousarray(data.y))
     return digest.hexdigest()
 
 
