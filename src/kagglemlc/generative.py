@@ -37,18 +37,19 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
 from jinja2 import TemplateError
 from transformers import GenerationConfig as HFGenerationConfig
 from transformers import PreTrainedTokenizerBase
 
-from kagglemlc.batching import Encodings, sorted_batches
+from kagglemlc.batching import Encodings, collate
 from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config
 from kagglemlc.console import info
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import write_json, write_parquet
+from kagglemlc.files import probability_frame, write_json, write_parquet
+from kagglemlc.folds import fold_dir
 from kagglemlc.metrics import PROB_METRICS, score
+from kagglemlc.predict import gather_results, process_batches
 
 DEFAULT_PROMPTS = {
     "multilabel": "Classify the text below. Allowed labels: {labels}.\n"
@@ -327,14 +328,14 @@ class GenerativeTask:
         """Prompt + answer of every training row, right-padded when collated (see `loss_labels`)."""
         task, prompts = self.data.task, self.prompts("train")
         ids = [p + self.prompter.answer_ids(answer_labels(y, task)) for p, y in zip(prompts, self.data.y)]
-        self._prompt_lengths = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts))
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         return Encodings(ids, lengths, self.tokenizer.pad_token_id, "right")
 
     def loss_labels(self, batch: dict[str, torch.Tensor], rows: np.ndarray) -> torch.Tensor:
         """Next-token targets on the answer tokens only: prompt and padding are -100."""
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-        prompt = torch.as_tensor(self._prompt_lengths[rows])
+        prompts = self.prompts("train")
+        prompt = torch.as_tensor([len(prompts[r]) for r in rows])
         return labels.masked_fill(torch.arange(labels.shape[1])[None, :] < prompt[:, None], -100)
 
     def predict(
@@ -388,9 +389,6 @@ def predict_test_answers(
     Returns:
         the answers' parse summary (`answer_summary`).
     """
-    from kagglemlc.files import probability_frame
-    from kagglemlc.folds import fold_dir
-
     task = GenerativeTask(cfg, tokenizer, data)
     rows = np.arange(len(data.test_texts or []))
     probs, _, answers = task.predict(model, "test", rows, accelerator, cfg.train.eval_batch_size)
@@ -416,24 +414,8 @@ def answer_summary(frame: pd.DataFrame) -> dict[str, float | int]:
 
 
 # --- inference -------------------------------------------------------------------------------
-def _shards(lengths: np.ndarray, batch_size: int, accelerator: Accelerator) -> list[np.ndarray]:
-    """This process's share of length-sorted batches (round-robin, gathered back by position)."""
-    return sorted_batches(lengths, batch_size)[accelerator.process_index :: accelerator.num_processes]
-
-
-def _gather(results: list, accelerator: Accelerator) -> list:
-    return gather_object(results) if accelerator.num_processes > 1 else results
-
-
-def _padded(seqs: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
-        ids[i, span] = torch.as_tensor(seq, dtype=torch.long)
-        mask[i, span] = 1
-    return ids, mask
+def _encodings(seqs: list[list[int]], pad_id: int, padding_side: str) -> Encodings:
+    return Encodings(seqs, np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs)), pad_id, padding_side)
 
 
 def generate_answers(
@@ -453,20 +435,16 @@ def generate_answers(
     )
     generator = accelerator.unwrap_model(model)
     generator.eval()
-    lengths = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts))
+    enc = _encodings(prompts, pad, "left")
     results = []
     with torch.inference_mode(), accelerator.autocast():
-        for positions in _shards(lengths, batch_size, accelerator):
-            ids, mask = _padded([prompts[p] for p in positions], pad, "left")
-            out = generator.generate(
-                input_ids=ids.to(accelerator.device),
-                attention_mask=mask.to(accelerator.device),
-                generation_config=config,
-            )
-            new = out[:, ids.shape[1] :].tolist()
+        for positions in process_batches(enc.lengths, batch_size, accelerator):
+            batch = {k: v.to(accelerator.device) for k, v in collate(enc, positions).items()}
+            out = generator.generate(**batch, generation_config=config)
+            new = out[:, batch["input_ids"].shape[1] :].tolist()
             results.append((positions, [prompter.decode(seq) for seq in new]))
     answers = [""] * len(prompts)
-    for positions, texts in _gather(results, accelerator):
+    for positions, texts in gather_results(results, accelerator):
         for p, text in zip(positions, texts):
             answers[p] = text
     return answers
@@ -538,7 +516,7 @@ def label_probabilities(
     for start in range(0, len(prompts), chunk):  # the plan copies prompts: bounded memory on large sets
         stop = min(start + chunk, len(prompts))
         plan = _plan_reads(prompter, prompts[start:stop], parsed[start:stop])
-        for rows, labels, values in _gather(
+        for rows, labels, values in gather_results(
             _read_log_probs(net, plan, prompter.tokenizer.pad_token_id, keep_some, accelerator, batch_size), accelerator
         ):
             np.add.at(total, (rows + start, labels), values)
@@ -552,19 +530,17 @@ def _read_log_probs(
     net: torch.nn.Module, plan: _Reads, pad: int, keep_some: bool, accelerator: Accelerator, batch_size: int
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """This process's share of the plan's sequences through the model: (rows, labels, log-probabilities)."""
-    lengths = np.fromiter(map(len, plan.seqs), dtype=np.int64, count=len(plan.seqs))
+    enc = _encodings(plan.seqs, pad, "right")
     results = []
     with torch.inference_mode(), accelerator.autocast():
-        for batch in _shards(lengths, batch_size, accelerator):
+        for batch in process_batches(enc.lengths, batch_size, accelerator):
             reads = [r for s in batch for r in plan.reads[s]]
             if not reads:
                 continue
-            ids, mask = _padded([plan.seqs[s] for s in batch], pad, "right")
             positions = sorted({pos for s in batch for pos, *_ in plan.reads[s]})
             kwargs = {"logits_to_keep": torch.as_tensor(positions)} if keep_some else {}
-            logits = net(
-                input_ids=ids.to(accelerator.device), attention_mask=mask.to(accelerator.device), **kwargs
-            ).logits
+            inputs = {k: v.to(accelerator.device) for k, v in collate(enc, batch).items()}
+            logits = net(**inputs, **kwargs).logits
             if not keep_some:
                 logits = logits[:, positions]
             logp = torch.log_softmax(logits.float(), dim=-1)

@@ -443,10 +443,8 @@ class FoldTrainer:
 def remove_resume_state(folder: Path, everything: bool = False) -> None:
     """Drops a complete fold's resume state and half-written folders (they can be gigabytes); with
     `everything`, the whole fold folder (`train --restart`)."""
-    for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp", "model.tmp"):
+    for name in ["."] if everything else ["checkpoint", "checkpoint.old", "checkpoint.tmp", "model.tmp"]:
         shutil.rmtree(folder / name, ignore_errors=True)
-    if everything:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:
