@@ -96,7 +96,10 @@ def spy(monkeypatch) -> dict:
         seen["optimizer"] = self.optimizer
         enc = tokenize(self.tokenizer, self.data.test_texts, self.cfg.model.max_length)
         rows = np.arange(len(self.data.test_texts))
-        seen["test_probs"] = predict_probs(self.model, enc, rows, self.accelerator, 5, self.data.task)
+        # the same batches as the pipeline's prediction: in bf16 (emulated on CPUs without AVX512-BF16) results
+        # depend on the padded batch shapes, and this compares the reloaded model, not the batching
+        batch_size = self.cfg.train.eval_batch_size
+        seen["test_probs"] = predict_probs(self.model, enc, rows, self.accelerator, batch_size, self.data.task)
 
     monkeypatch.setattr(train_module.FoldTrainer, "fit", spying_fit)
     return seen
