@@ -198,10 +198,17 @@ def _garble(path: Path) -> None:
     path.write_bytes(os.urandom(path.stat().st_size))
 
 
+def _flip_last_byte(path: Path) -> None:
+    """Damage inside the tensor data: the header is intact, so the file still loads without complaint."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize(
     "damage",
     [("model.safetensors", _truncate), ("model.safetensors", _garble), ("optimizer.bin", _truncate)]
-    + [("optimizer.bin", _garble), ("progress.json", _truncate)],
+    + [("optimizer.bin", _garble), ("progress.json", _truncate), ("model.safetensors", _flip_last_byte)],
     ids=lambda d: f"{d[0]}-{d[1].__name__.strip('_')}" if isinstance(d, tuple) else str(d),
 )
 def test_a_damaged_checkpoint_is_one_line_naming_restart(interrupted_fold, cli, damage):
@@ -213,6 +220,8 @@ def test_a_damaged_checkpoint_is_one_line_naming_restart(interrupted_fold, cli, 
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
     assert "checkpoint is unreadable" in err and "kagglemlc train --fold 0 --restart" in err
+    if how is _flip_last_byte:  # caught by the checksums, not by a loader
+        assert f"{name} does not match the checksum saved with it" in err
     assert not (fold / "metrics.json").exists()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import json
 import math
 import os
@@ -54,6 +55,7 @@ from kagglemlc.predict import combine_folds, fold_complete, predict_probs, predi
 from kagglemlc.thresholds import fit_cuts
 
 PROGRESS_FILE = "progress.json"
+CHECKSUMS_FILE = "checksums.json"
 
 
 def cpu_supports_bf16() -> bool:
@@ -132,7 +134,10 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
                 lr = cfg.head_lr if in_head and cfg.head_lr is not None else cfg.lr
                 groups.append({"params": params, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr})
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        # the fused kernel: one pass over every tensor instead of a Python loop per tensor (~10× faster steps
+        # of the optimiser on CPU; on a 22M-parameter MiniLM about a quarter of a training step)
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
     import bitsandbytes as bnb
 
     cls = bnb.optim.AdamW8bit if cfg.optimizer == "adamw_8bit" else bnb.optim.PagedAdamW8bit
@@ -163,6 +168,36 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a checkpoint folder: damage inside tensor data leaves headers intact and loads."""
+    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS_FILE}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Damaged(Exception):
+    pass
+
+
+def _verify_checksums(folder: Path) -> None:
+    """Raises _Damaged naming the first file of a checkpoint whose bytes are not what was saved
+    (checkpoints of kagglemlc versions before checksums have none to check)."""
+    if not (folder / CHECKSUMS_FILE).is_file():
+        return
+    expected = json.loads((folder / CHECKSUMS_FILE).read_text())
+    for name, digest in expected.items():
+        if not (folder / name).is_file():
+            raise _Damaged(f"{name} is missing")
+        if _sha256(folder / name) != digest:
+            raise _Damaged(f"{name} does not match the checksum saved with it")
 
 
 def _trainable_only(models: list[torch.nn.Module], weights: list[dict], output_dir: str) -> None:
@@ -227,6 +262,7 @@ class FoldTrainer:
         self.accelerator.save_state(str(tmp))
         self.accelerator.wait_for_everyone()  # every rank's RNG file is in tmp before it moves
         if self.accelerator.is_main_process:
+            write_json(tmp / CHECKSUMS_FILE, _checksums(tmp))
             write_json(tmp / PROGRESS_FILE, asdict(self.progress))
             _replace_dir(tmp, final)
         self.accelerator.wait_for_everyone()
@@ -242,11 +278,12 @@ class FoldTrainer:
         if not (ckpt / PROGRESS_FILE).is_file():
             return
         try:
+            _verify_checksums(ckpt)
             self.accelerator.load_state(str(ckpt), strict=False)  # frozen weights are not in it
             self.progress = FoldState(**json.loads((ckpt / PROGRESS_FILE).read_text()))
         except Exception as exc:  # a truncated or corrupted checkpoint: safetensors, torch.load, json all land here
             raise KaggleMLCError(
-                f"{ckpt}: checkpoint is unreadable ({type(exc).__name__}); "
+                f"{ckpt}: checkpoint is unreadable ({exc if isinstance(exc, _Damaged) else type(exc).__name__}); "
                 f"`kagglemlc train --fold {self.fold} --restart` trains fold {self.fold} again from scratch"
             ) from None
         info(f"fold {self.fold}: resuming at step {self.progress.step} (epoch {self.progress.epoch})")
@@ -399,8 +436,9 @@ class FoldTrainer:
         acc.wait_for_everyone()
         start = time.perf_counter()
         best = acc.prepare_model(load_trained(self.cfg, self.dir / "model", self.data), evaluation_mode=True)
+        loaded = time.perf_counter()
         test_answers = predict_test(best, self.tokenizer, self.cfg, self.data, acc, self.fold)
-        predict_seconds = time.perf_counter() - start
+        predict_seconds, reload_seconds = time.perf_counter() - loaded, loaded - start
         if acc.is_main_process:
             n_test = 0 if self.data.test_texts is None else len(self.data.test_texts)
             write_json(
@@ -420,10 +458,13 @@ class FoldTrainer:
                     "total_params": self.total_params,
                     "train_rows": len(self.train_rows),
                     "val_rows": len(self.val_rows),
-                    "wall_seconds": round(p.train_seconds + predict_seconds, 2),
+                    "wall_seconds": round(p.train_seconds + reload_seconds + predict_seconds, 2),
                     "train_seconds": round(p.train_seconds, 2),
                     "samples_per_second": round(p.samples / max(p.train_seconds, 1e-9), 2),
+                    # tokenising, predicting and writing the test rows; reloading the best model is apart
+                    "predict_seconds": round(predict_seconds, 2),
                     "predict_samples_per_second": round(n_test / max(predict_seconds, 1e-9), 2),
+                    "reload_seconds": round(reload_seconds, 2),
                     "precision": resolve_precision(self.cfg.train.precision),
                     "processes": acc.num_processes,
                     "peak_memory_mb": _peak_memory_mb(acc.device),
