@@ -74,6 +74,33 @@ def test_exact_f1_search_matches_brute_force():
     assert value == pytest.approx(score("f1_macro", y, probs, "multilabel", cuts), abs=1e-12)
 
 
+def test_labels_indexed_in_threads_give_the_same_thresholds_and_report(monkeypatch):
+    """On large data `_Sorted` indexes labels concurrently; results must not depend on it."""
+    from kagglemlc import thresholds
+
+    rng = np.random.default_rng(2)
+    y = (rng.random((3000, 6)) < [0.05, 0.2, 0.5, 0.01, 0.0, 0.3]).astype(np.int8)
+    probs = np.round(rng.random((3000, 6)) * 0.6 + 0.3 * y, 3).astype(np.float32)
+    fold = rng.integers(0, 5, 3000)
+
+    def run() -> tuple:
+        cuts, value = fit_cuts(y, probs, "multilabel", "f1_macro")
+        report = thresholds._report(y, probs, fold, list("abcdef"), "multilabel", "f1_macro", **TUNING)
+        return cuts, value, report
+
+    monkeypatch.setattr(thresholds, "workers", lambda: 1)
+    serial = run()
+    monkeypatch.setattr(thresholds, "workers", lambda: 3)
+    monkeypatch.setattr(thresholds, "PARALLEL_SCORES", 0)
+    threaded = run()
+    assert np.array_equal(serial[0], threaded[0]) and serial[1] == threaded[1]
+    assert json.dumps(serial[2], sort_keys=True) == json.dumps(threaded[2], sort_keys=True)
+    assert serial[2]["cv_tuned"] > serial[2]["cv_at_0.5"]  # a real search ran
+
+
+TUNING = {"strategy": "per_label", "value": 0.5, "tune_bias": False}
+
+
 @pytest.mark.parametrize("metric", ROW_METRICS)
 @pytest.mark.parametrize("strategy", ["per_label", "global"])
 def test_tuned_value_is_the_metric_and_beats_half(metric, strategy):

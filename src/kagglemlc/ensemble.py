@@ -22,6 +22,7 @@ all rows against the best member, which it replaces if it loses.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from itertools import permutations
 from pathlib import Path
@@ -45,6 +46,7 @@ from kagglemlc.thresholds import (
     fit_cuts,
     read_probs,
     threshold_report,
+    workers,
     write_thresholds,
 )
 
@@ -148,30 +150,37 @@ def fit_weights(
     spaces = [_to_blend_space(a, method) for a in oofs]
     cache: dict[tuple[float, ...], float] = {}
 
-    def value(weights: np.ndarray) -> float:
-        key = tuple(np.round(weights, 9))
-        if key not in cache:
-            cache[key] = objective(_blend32(weights, spaces, method))
-        return cache[key]
+    def key(weights: np.ndarray) -> tuple[float, ...]:
+        return tuple(np.round(weights, 9))
+
+    def best_of(candidates: list[np.ndarray], pool: ThreadPoolExecutor) -> tuple[np.ndarray, float]:
+        """The first best candidate and its value; the candidates not seen yet are scored concurrently."""
+        todo = {key(w): w for w in candidates if key(w) not in cache}
+        scores = pool.map(lambda w: objective(_blend32(w, spaces, method)), todo.values())
+        cache.update(zip(todo, scores, strict=True))
+        values = [cache[key(w)] for w in candidates]
+        i = int(np.argmax(values))
+        return candidates[i], values[i]
 
     m = len(oofs)
-    weights = max([*np.eye(m), np.full(m, 1 / m)], key=value)
-    step = 0.25
-    while step >= SMALLEST_STEP:
-        moves = []
-        for i, j in permutations(range(m), 2):
-            if weights[i] > 0:
-                move = weights.copy()
-                shift = min(step, weights[i])
-                move[i] -= shift
-                move[j] += shift
-                moves.append(move)
-        best = max(moves, key=value, default=weights)
-        if value(best) > value(weights) + 1e-12:
-            weights = best
-        else:
-            step /= 2
-    return weights, value(weights)
+    with ThreadPoolExecutor(max_workers=workers()) as pool:
+        weights, value = best_of([*np.eye(m), np.full(m, 1 / m)], pool)
+        step = 0.25
+        while step >= SMALLEST_STEP:
+            moves = []
+            for i, j in permutations(range(m), 2):
+                if weights[i] > 0:
+                    move = weights.copy()
+                    shift = min(step, weights[i])
+                    move[i] -= shift
+                    move[j] += shift
+                    moves.append(move)
+            best, best_value = best_of(moves, pool) if moves else (weights, value)
+            if best_value > value + 1e-12:
+                weights, value = best, best_value
+            else:
+                step /= 2
+    return weights, value
 
 
 def _search_rows(n: int) -> np.ndarray | slice:
@@ -254,39 +263,43 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
             warn(f"'{cfg.name}' uses competition.metric {cfg.competition.metric}; the blend is fitted for {metric}")
     folds = _check_same_folds(cfgs)
     hint = "run `kagglemlc train` for this experiment first"
-    with cached_competition(first.competition, first.run_dir, with_test=True, texts=False) as data:
+    pool = ThreadPoolExecutor(max_workers=workers())  # independent reads, hashes, sorts and writes overlap
+    with pool, cached_competition(first.competition, first.run_dir, with_test=True, texts=False) as data:
         names = data.label_names
         train_ids, test_ids = arrow_ids(data.train_ids), None if data.test_ids is None else arrow_ids(data.test_ids)
-        oofs = [read_probs(c.run_dir / OOF_FILE, train_ids, names, hint, unique=True) for c in cfgs]
-        tests = None
+        files = [(c.run_dir / OOF_FILE, train_ids) for c in cfgs]
         if test_ids is not None:
-            tests = [read_probs(c.run_dir / TEST_FILE, test_ids, names, hint, unique=True) for c in cfgs]
+            files += [(c.run_dir / TEST_FILE, test_ids) for c in cfgs]
+        probs = list(pool.map(lambda f: read_probs(f[0], f[1], names, hint, unique=True), files))
+        oofs, tests = probs[: len(cfgs)], probs[len(cfgs) :] or None
 
-    th = first.thresholds
+        th = first.thresholds
 
-    def objective(y: np.ndarray, probs: np.ndarray) -> float:
-        return fit_cuts(y, probs, task, metric, th.strategy, th.value, th.multiclass_bias)[1]
+        def objective(y: np.ndarray, probs: np.ndarray) -> float:
+            return fit_cuts(y, probs, task, metric, th.strategy, th.value, th.multiclass_bias)[1]
 
-    name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
-    members = [cv_before_after(first, data, o, c.run_dir) for c, o in zip(cfgs, oofs, strict=True)]
-    rows = _search_rows(len(data.y))
-    weights, _ = fit_weights([_take_rows(o, rows) for o in oofs], partial(objective, _take_rows(data.y, rows)), method)
-    fold = fold_of_rows(first.run_dir, train_ids, folds)
-    oof_spaces = [_to_blend_space(o, method) for o in oofs]
-    oof_blend = _blend32(weights, oof_spaces, method)
-    tuned = threshold_report(first, data, oof_blend, fold)  # the blend's settings are the first's
-    best = int(np.argmax([cv for _, cv in members]))
-    if isinstance(rows, np.ndarray) and tuned["cv_tuned"] < members[best][1]:
-        # fitted on a subset: still never below the best member on all rows
-        weights = np.eye(len(oofs))[best]
+        name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
+        members = list(pool.map(lambda c, o: cv_before_after(first, data, o, c.run_dir), cfgs, oofs))
+        rows = _search_rows(len(data.y))
+        search = [_take_rows(o, rows) for o in oofs]
+        weights, _ = fit_weights(search, partial(objective, _take_rows(data.y, rows)), method)
+        fold = fold_of_rows(first.run_dir, train_ids, folds)
+        oof_spaces = [_to_blend_space(o, method) for o in oofs]
         oof_blend = _blend32(weights, oof_spaces, method)
         tuned = threshold_report(first, data, oof_blend, fold)  # the blend's settings are the first's
-    cfg = _blend_config(first, config_paths, name, weights, method)
-    _write_parquet(cfg.run_dir / FOLDS_FILE, pa.Table.from_pandas(folds, preserve_index=False))
-    _write_parquet(cfg.run_dir / OOF_FILE, _probability_table(train_ids, oof_blend, names))
-    if tests is not None:
-        test_blend = _blend32(weights, [_to_blend_space(t, method) for t in tests], method)
-        _write_parquet(cfg.run_dir / TEST_FILE, _probability_table(test_ids, test_blend, names))
+        best = int(np.argmax([cv for _, cv in members]))
+        if isinstance(rows, np.ndarray) and tuned["cv_tuned"] < members[best][1]:
+            # fitted on a subset: still never below the best member on all rows
+            weights = np.eye(len(oofs))[best]
+            oof_blend = _blend32(weights, oof_spaces, method)
+            tuned = threshold_report(first, data, oof_blend, fold)  # the blend's settings are the first's
+        cfg = _blend_config(first, config_paths, name, weights, method)
+        tables = [(FOLDS_FILE, pa.Table.from_pandas(folds, preserve_index=False))]
+        tables.append((OOF_FILE, _probability_table(train_ids, oof_blend, names)))
+        if tests is not None:
+            test_blend = _blend32(weights, [_to_blend_space(t, method) for t in tests], method)
+            tables.append((TEST_FILE, _probability_table(test_ids, test_blend, names)))
+        list(pool.map(lambda t: _write_parquet(cfg.run_dir / t[0], t[1]), tables))
     save_resolved(cfg)
     write_thresholds(cfg, tuned)
     _print_summary(cfg, metric, [(c.name, w, *cv) for c, w, cv in zip(cfgs, weights, members, strict=True)], tuned)

@@ -21,8 +21,11 @@ much of the gain is the thresholds fitting noise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,8 +268,8 @@ class _Sorted:
         )
         parts = [slice(a, b) for a, b in zip(starts, [*starts[1:], len(probs)], strict=True)]
         self.dtype = scores.dtype
-        self.scores, self.positives, self.candidates, self.at_least, self.positives_at_least = [], [], [], [], []
-        for x, t in zip(scores, truth, strict=True):
+
+        def index(x: np.ndarray, t: np.ndarray) -> tuple:
             x, t = (x, t) if order is None else (x[order], t[order])
             ordered = [np.sort(x[part]) for part in parts]
             positives = [np.sort(x[part][t[part]]) for part in parts]
@@ -279,12 +282,17 @@ class _Sorted:
             else:
                 positives_at_least = np.array([len(a) - np.searchsorted(a, candidates[first]) for a in positives])
             candidates = candidates[first]
-            self.scores.append(ordered)
-            self.positives.append(positives)
-            self.candidates.append(candidates)
             # (groups, candidates): how many scores / positives' scores of each group are >= each candidate
-            self.at_least.append(np.array([len(a) - np.searchsorted(a, candidates) for a in ordered]))
-            self.positives_at_least.append(positives_at_least)
+            at_least = np.array([len(a) - np.searchsorted(a, candidates) for a in ordered])
+            return ordered, positives, candidates, at_least, positives_at_least
+
+        # labels are independent and numpy's sorts release the GIL: on large data, one label per core at a time
+        many = scores.size >= PARALLEL_SCORES and len(scores) > 1 and workers() > 1
+        with ThreadPoolExecutor(max_workers=workers()) if many else contextlib.nullcontext() as pool:
+            indexed = list((pool.map if pool else map)(index, scores, truth))
+        self.scores, self.positives, self.candidates, self.at_least, self.positives_at_least = (
+            (list(column) for column in zip(*indexed, strict=True)) if indexed else ([], [], [], [], [])
+        )
 
     def fit(self, held: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each label's best F1 cut on every group but `held`.
@@ -325,6 +333,17 @@ class _Sorted:
                 predicted[j, g] = len(ordered) - np.searchsorted(ordered, cut)
                 tp[j, g], positives[j, g] = len(pos) - np.searchsorted(pos, cut), len(pos)
         return tp, predicted, positives
+
+
+PARALLEL_SCORES = 1 << 22
+"""From this many scores on, `_Sorted` indexes labels in threads (below: the ensemble's weight search, which
+scores its candidates in threads itself, and data where starting threads costs more than it saves)."""
+
+
+def workers() -> int:
+    """Threads for independent numpy work (sorts, parquet reads and writes, hashes release the GIL): the cores
+    this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _at_least(cut: float, dtype: np.dtype) -> Any:
