@@ -15,7 +15,7 @@ from kagglemlc.competition import load_competition
 from kagglemlc.config import load_config
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.metrics import score
-from kagglemlc.thresholds import apply_cuts, fit_cuts, read_thresholds, tune_thresholds
+from kagglemlc.thresholds import apply_cuts, fit_cuts, read_probs, read_thresholds, tune_thresholds
 
 ROW_METRICS = ["f1_macro", "f1_weighted", "f1_micro", "jaccard", "f1_samples", "accuracy"]
 
@@ -203,6 +203,17 @@ def test_missing_or_mismatched_oof_is_a_user_error(tmp_path, cli):
     with pytest.raises(KaggleMLCError, match=r"ids do not match .*'r0001' missing") as exc:
         tune_thresholds(load_config(config))
     assert exc.value.exit_code == 2
+    ids = load_competition(load_config(config).competition).train_ids.astype(str)
+    for bad in (np.nan, np.inf, -np.inf):
+        values = np.full(len(ids), 0.5)
+        values[len(ids) // 2] = bad
+        pd.DataFrame({"id": ids, "joy": 0.1, "anger": values, "fear": 0.3}).to_parquet(tmp_path / "run" / "oof.parquet")
+        with pytest.raises(KaggleMLCError, match=r"oof.parquet: holds NaN or infinite probabilities"):
+            tune_thresholds(load_config(config))
+    huge = pd.DataFrame({"id": ids, "joy": 1e308, "anger": 0.5, "fear": 0.3})  # finite, but its sum overflows
+    huge.to_parquet(tmp_path / "run" / "oof.parquet")
+    probs = read_probs(tmp_path / "run" / "oof.parquet", ids, ["joy", "anger", "fear"], "")
+    assert np.array_equal(probs, huge[["joy", "anger", "fear"]].to_numpy())
 
 
 def test_thresholds_json_survives_a_resolved_config(tmp_path, cli):

@@ -190,9 +190,9 @@ def _search_rows(n: int) -> np.ndarray | slice:
     return np.sort(np.random.default_rng(0).choice(n, SEARCH_ROWS, replace=False))
 
 
-def _check_same_folds(cfgs: list[Config]) -> pd.DataFrame:
+def _check_same_folds(cfgs: list[Config], pool: ThreadPoolExecutor) -> pd.DataFrame:
     """The members' shared folds; a one-line error naming two members whose folds differ."""
-    raw = [read_folds(c.run_dir) for c in cfgs]
+    raw = list(pool.map(lambda c: read_folds(c.run_dir), cfgs))
     ids, fold = arrow_ids(raw[0]["id"]), raw[0]["fold"].to_numpy()
     for cfg, other in zip(cfgs[1:], raw[1:], strict=True):
         if same_ids(other["id"], ids) and np.array_equal(other["fold"].to_numpy(), fold):
@@ -261,10 +261,10 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
             )
         if cfg.competition.metric != metric:
             warn(f"'{cfg.name}' uses competition.metric {cfg.competition.metric}; the blend is fitted for {metric}")
-    folds = _check_same_folds(cfgs)
-    hint = "run `kagglemlc train` for this experiment first"
     pool = ThreadPoolExecutor(max_workers=workers())  # independent reads, hashes, sorts and writes overlap
+    hint = "run `kagglemlc train` for this experiment first"
     with pool, cached_competition(first.competition, first.run_dir, with_test=True, texts=False) as data:
+        folds = _check_same_folds(cfgs, pool)
         names = data.label_names
         train_ids, test_ids = arrow_ids(data.train_ids), None if data.test_ids is None else arrow_ids(data.test_ids)
         files = [(c.run_dir / OOF_FILE, train_ids) for c in cfgs]

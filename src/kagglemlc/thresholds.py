@@ -82,7 +82,10 @@ def read_probs(
     if not same_ids(found, ids) or not (unique or found.to_pandas().is_unique):
         want = ids.to_numpy(zero_copy_only=False) if isinstance(ids, pa.Array) else ids
         probs = probs[id_positions(found.to_pandas(), want, path, hint)]
-    if not np.isfinite(probs).all():
+    # a NaN or infinity makes the sum non-finite: the exact check runs only then (or when huge values overflow it)
+    with np.errstate(over="ignore"):
+        total = probs.sum(dtype=np.float64)
+    if not np.isfinite(total) and not np.isfinite(probs).all():
         raise KaggleMLCError(f"{path}: holds NaN or infinite probabilities; {hint}")
     return probs
 
