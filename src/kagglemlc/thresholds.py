@@ -21,7 +21,6 @@ much of the gain is the thresholds fitting noise.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -290,12 +289,13 @@ class _Sorted:
             return ordered, positives, candidates, at_least, positives_at_least
 
         # labels are independent and numpy's sorts release the GIL: on large data, one label per core at a time
-        many = scores.size >= PARALLEL_SCORES and len(scores) > 1 and workers() > 1
-        with ThreadPoolExecutor(max_workers=workers()) if many else contextlib.nullcontext() as pool:
-            indexed = list((pool.map if pool else map)(index, scores, truth))
-        self.scores, self.positives, self.candidates, self.at_least, self.positives_at_least = (
-            (list(column) for column in zip(*indexed, strict=True)) if indexed else ([], [], [], [], [])
-        )
+        if scores.size >= PARALLEL_SCORES and len(scores) > 1 and workers() > 1:
+            with ThreadPoolExecutor(max_workers=workers()) as pool:
+                indexed = list(pool.map(index, scores, truth))
+        else:
+            indexed = list(map(index, scores, truth))
+        columns = list(zip(*indexed, strict=True)) or [()] * 5
+        self.scores, self.positives, self.candidates, self.at_least, self.positives_at_least = map(list, columns)
 
     def fit(self, held: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each label's best F1 cut on every group but `held`.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import math
 import os
@@ -38,7 +37,7 @@ from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config, TrainConfig, save_resolved, settings_dict
 from kagglemlc.console import info, is_main_process, stderr
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import experiment_lock, probability_frame, write_json, write_parquet
+from kagglemlc.files import experiment_lock, file_digest, probability_frame, write_json, write_parquet
 from kagglemlc.folds import fold_dir, fold_of_rows
 from kagglemlc.generative import ANSWERS_FILE, GenerativeTask, answer_summary
 from kagglemlc.losses import build_loss
@@ -172,15 +171,7 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 def _checksums(folder: Path) -> dict[str, str]:
     """sha256 of every file of a checkpoint folder: damage inside tensor data leaves headers intact and loads."""
-    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS_FILE}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
+    return {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS_FILE}
 
 
 class _Damaged(Exception):
@@ -192,12 +183,11 @@ def _verify_checksums(folder: Path) -> None:
     (checkpoints of kagglemlc versions before checksums have none to check)."""
     if not (folder / CHECKSUMS_FILE).is_file():
         return
-    expected = json.loads((folder / CHECKSUMS_FILE).read_text())
-    for name, digest in expected.items():
-        if not (folder / name).is_file():
-            raise _Damaged(f"{name} is missing")
-        if _sha256(folder / name) != digest:
-            raise _Damaged(f"{name} does not match the checksum saved with it")
+    for name, digest in json.loads((folder / CHECKSUMS_FILE).read_text()).items():
+        found = file_digest(folder / name)
+        if found != digest:
+            problem = "is missing" if found == "absent" else "does not match the checksum saved with it"
+            raise _Damaged(f"{name} {problem}")
 
 
 def _trainable_only(models: list[torch.nn.Module], weights: list[dict], output_dir: str) -> None:
