@@ -15,7 +15,7 @@ from kagglemlc.competition import load_competition
 from kagglemlc.config import load_config
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.metrics import score
-from kagglemlc.thresholds import apply_cuts, fit_cuts, read_probs, read_thresholds, tune_thresholds
+from kagglemlc.thresholds import apply_cuts, cut_objective, fit_cuts, read_probs, read_thresholds, tune_thresholds
 
 ROW_METRICS = ["f1_macro", "f1_weighted", "f1_micro", "jaccard", "f1_samples", "accuracy"]
 
@@ -72,6 +72,30 @@ def test_exact_f1_search_matches_brute_force():
         brute = max(score("f1_macro", y[:, [j]], probs[:, [j]], "multilabel", t) for t in candidates)
         assert score("f1_macro", y[:, [j]], probs[:, [j]], "multilabel", cuts[j]) == pytest.approx(brute, abs=1e-12)
     assert value == pytest.approx(score("f1_macro", y, probs, "multilabel", cuts), abs=1e-12)
+
+
+@pytest.mark.parametrize("decimals", [None, 3, 1])
+def test_search_objective_is_the_tuned_metric(decimals):
+    """The ensemble's weight search scores blends with `cut_objective`: exactly `fit_cuts`' value, for rare and
+    common labels (their cuts searched in a window of the top scores), ties and a label without positives."""
+    rng = np.random.default_rng(3)
+    rates = [0.002, 0.01, 0.05, 0.2, 0.45, 0.0]
+    y = (rng.random((5000, 6)) < rates).astype(np.int8)
+    for noise in (0.1, 0.25, 1.0):  # from a sharp model (narrow windows) to an uninformative one
+        probs = shifted_probs(y, noise=noise)
+        probs = probs if decimals is None else np.round(probs, decimals)
+        for task, metric, columns in [
+            ("multilabel", "f1_macro", slice(None)),
+            ("multilabel", "f1_weighted", slice(None)),
+            ("multilabel", "f1_micro", slice(None)),
+            ("binary", "f1_macro", [3]),
+            ("binary", "accuracy", [0]),
+            ("binary", "roc_auc", [4]),
+        ]:
+            expected = fit_cuts(y[:, columns], probs[:, columns], task, metric)[1]
+            assert cut_objective(y[:, columns], task, metric)(probs[:, columns]) == expected
+        expected = fit_cuts(y, probs, "multilabel", "f1_macro", strategy="global")[1]
+        assert cut_objective(y, "multilabel", "f1_macro", strategy="global")(probs) == expected
 
 
 def test_labels_indexed_in_threads_give_the_same_thresholds_and_report(monkeypatch):

@@ -18,12 +18,14 @@ import pickle
 import string
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from kagglemlc import __version__
 from kagglemlc.config import CompetitionConfig
@@ -37,7 +39,12 @@ CACHE_FILE = "competition.pkl"
 
 @dataclass
 class CompetitionData:
-    """What every stage needs from the competition files."""
+    """What every stage needs from the competition files.
+
+    The ids are text. `ids("train")` / `ids("test")` give them as the pyarrow array the id checks compare;
+    `train_ids` / `test_ids` as numpy object arrays, made from the pyarrow array on first use where the data
+    came from the cache (a million Python strings: most of what reading it cost stages that only compare ids).
+    """
 
     task: str
     label_names: list[str]
@@ -49,6 +56,47 @@ class CompetitionData:
     test_texts: list[str] | None = None
     submission: pd.DataFrame | None = None
     """The sample submission as read (ids as strings), the template every submission must match."""
+
+    def ids(self, which: str) -> pa.Array | None:
+        """`arrow_ids` of the "train" or "test" ids (None without test ids), converted at most once."""
+        held = self.__dict__[f"{which}_ids"]
+        if held is None or isinstance(held, pa.Array):
+            return held
+        memo = f"_{which}_ids_arrow"  # what `_ids_field` keeps
+        if memo not in self.__dict__:
+            self.__dict__[memo] = arrow_ids(held)
+        return self.__dict__[memo]
+
+
+def _ids_field(name: str) -> property:
+    """`CompetitionData.<name>`: a numpy object array, made from a pyarrow array held there on first use."""
+    memo = f"_{name}_arrow"
+
+    def get(data: CompetitionData) -> np.ndarray | None:
+        held = data.__dict__[name]
+        if isinstance(held, pa.Array):
+            data.__dict__[memo], data.__dict__[name] = held, held.to_numpy(zero_copy_only=False)
+        return data.__dict__[name]
+
+    def put(data: CompetitionData, value: np.ndarray | pa.Array | None) -> None:
+        data.__dict__.pop(memo, None)
+        data.__dict__[name] = value
+
+    return property(get, put)
+
+
+CompetitionData.train_ids = _ids_field("train_ids")
+CompetitionData.test_ids = _ids_field("test_ids")
+
+
+def arrow_ids(ids: np.ndarray | pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """`ids` as a pyarrow large_string array, what `folds.same_ids` compares: convert once, compare often."""
+    try:
+        ids = ids if isinstance(ids, pa.Array | pa.ChunkedArray) else pa.array(ids)
+        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        return ids.cast(pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # not all str: as text, as `id_positions`
+        return pa.array(np.asarray(ids).astype(str), type=pa.large_string())
 
 
 def _sniff_delimiter(path: Path, encoding: str) -> str:
@@ -391,13 +439,13 @@ def _load_test(cfg: CompetitionConfig, data: CompetitionData) -> None:
 
 def _cache_key(cfg: CompetitionConfig) -> dict | None:
     """What the cached data depends on; None when a configured file is missing (the load reports it)."""
-    stamps = []
-    for path in (cfg.train, cfg.test, cfg.sample_submission, cfg.label_names_file):
-        if path is not None:
-            if not path.is_file():
-                return None
-            # content, not size + mtime: a file replaced within the same second must not reuse the cache
-            stamps.append((str(path.resolve()), file_digest(path)))
+    paths = [p for p in (cfg.train, cfg.test, cfg.sample_submission, cfg.label_names_file) if p is not None]
+    if not all(p.is_file() for p in paths):
+        return None
+    # content, not size + mtime: a file replaced within the same second must not reuse the cache (hashed
+    # concurrently: hashlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+        stamps = [(str(p.resolve()), digest) for p, digest in zip(paths, pool.map(file_digest, paths), strict=True)]
     return {"version": __version__, "settings": cfg.model_dump(mode="json"), "files": stamps}
 
 
@@ -433,11 +481,10 @@ _PARTS = ("core", "test_ids", "train_texts", "test_texts")
 
 def _write_cache(path: Path, key: dict, data: CompetitionData, with_test: bool, group_column: str | None) -> None:
     texts = {"train_texts": data.train_texts, "test_texts": data.test_texts}
-    core = {k: v for k, v in vars(data).items() if k not in ("test_ids", *texts)}
-    parts = [
-        pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
-        for part in ({**core, "submission": _pack_sample(data.submission)}, data.test_ids, *texts.values())
-    ]
+    core = {f.name: getattr(data, f.name) for f in fields(data) if f.name not in ("train_ids", "test_ids", *texts)}
+    core |= {"train_ids": data.ids("train"), "submission": _pack_sample(data.submission)}
+    # ids as pyarrow arrays: pickled as buffers, read back in milliseconds (and as Python strings only when used)
+    parts = [pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL) for part in (core, data.ids("test"), *texts.values())]
     empty = {which: 0 if t is None else t.count("") for which, t in texts.items()}  # replayed as warnings
     header = {"with_test": with_test, "group_column": group_column, "empty": empty, "sizes": [len(p) for p in parts]}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:

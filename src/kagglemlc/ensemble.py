@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from itertools import permutations
 from pathlib import Path
 
@@ -42,8 +41,8 @@ from kagglemlc.files import atomic_path
 from kagglemlc.folds import FOLDS_FILE, arrow_ids, fold_of_rows, read_folds, same_ids
 from kagglemlc.thresholds import (
     OOF_FILE,
+    cut_objective,
     cv_before_after,
-    fit_cuts,
     read_probs,
     threshold_report,
     workers,
@@ -147,8 +146,19 @@ def fit_weights(
     Returns:
         (weights, objective of the blend with those weights).
     """
-    spaces = [_to_blend_space(a, method) for a in oofs]
+    # candidates are blended in float32, label-major (half the memory traffic of `_blend32`; the search only
+    # compares them), the value returned is that of `_blend32`'s exact blend
+    spaces = [np.ascontiguousarray(_to_blend_space(a, method).T, dtype=np.float32) for a in oofs]
     cache: dict[tuple[float, ...], float] = {}
+
+    def blended(weights: np.ndarray) -> np.ndarray:
+        total = None
+        for w, z in zip(weights.astype(np.float32), spaces, strict=True):
+            if w > 0 and total is None:
+                total = z * w
+            elif w > 0:
+                total += z * w
+        return _from_blend_space(total, method).T
 
     def key(weights: np.ndarray) -> tuple[float, ...]:
         return tuple(np.round(weights, 9))
@@ -156,7 +166,7 @@ def fit_weights(
     def best_of(candidates: list[np.ndarray], pool: ThreadPoolExecutor) -> tuple[np.ndarray, float]:
         """The first best candidate and its value; the candidates not seen yet are scored concurrently."""
         todo = {key(w): w for w in candidates if key(w) not in cache}
-        scores = pool.map(lambda w: objective(_blend32(w, spaces, method)), todo.values())
+        scores = pool.map(lambda w: objective(blended(w)), todo.values())
         cache.update(zip(todo, scores, strict=True))
         values = [cache[key(w)] for w in candidates]
         i = int(np.argmax(values))
@@ -180,7 +190,7 @@ def fit_weights(
                 weights, value = best, best_value
             else:
                 step /= 2
-    return weights, value
+    return weights, objective(_blend32(weights, [_to_blend_space(a, method) for a in oofs], method))
 
 
 def _search_rows(n: int) -> np.ndarray | slice:
@@ -266,7 +276,7 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
     with pool, cached_competition(first.competition, first.run_dir, with_test=True, texts=False) as data:
         folds = _check_same_folds(cfgs, pool)
         names = data.label_names
-        train_ids, test_ids = arrow_ids(data.train_ids), None if data.test_ids is None else arrow_ids(data.test_ids)
+        train_ids, test_ids = data.ids("train"), data.ids("test")
         files = [(c.run_dir / OOF_FILE, train_ids) for c in cfgs]
         if test_ids is not None:
             files += [(c.run_dir / TEST_FILE, test_ids) for c in cfgs]
@@ -274,15 +284,12 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         oofs, tests = probs[: len(cfgs)], probs[len(cfgs) :] or None
 
         th = first.thresholds
-
-        def objective(y: np.ndarray, probs: np.ndarray) -> float:
-            return fit_cuts(y, probs, task, metric, th.strategy, th.value, th.multiclass_bias)[1]
-
         name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
         members = list(pool.map(lambda c, o: cv_before_after(first, data, o, c.run_dir), cfgs, oofs))
         rows = _search_rows(len(data.y))
         search = [_take_rows(o, rows) for o in oofs]
-        weights, _ = fit_weights(search, partial(objective, _take_rows(data.y, rows)), method)
+        objective = cut_objective(data.y[rows], task, metric, th.strategy, th.value, th.multiclass_bias)
+        weights, _ = fit_weights(search, objective, method)
         fold = fold_of_rows(first.run_dir, train_ids, folds)
         oof_spaces = [_to_blend_space(o, method) for o in oofs]
         oof_blend = _blend32(weights, oof_spaces, method)

@@ -20,7 +20,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from rich.table import Table
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from kagglemlc.competition import cached_competition
+from kagglemlc.competition import arrow_ids, cached_competition
 from kagglemlc.config import Config, save_resolved
 from kagglemlc.console import info, stdout, warn
 from kagglemlc.errors import KaggleMLCError
@@ -116,16 +116,6 @@ def fold_of_rows(run_dir: Path, ids: np.ndarray | pa.Array, folds: pd.DataFrame 
     want = ids.to_numpy(zero_copy_only=False) if isinstance(ids, pa.Array) else ids
     rows = id_positions(folds["id"], want, run_dir / FOLDS_FILE, "rerun `kagglemlc prepare`")
     return folds["fold"].to_numpy()[rows]
-
-
-def arrow_ids(ids: np.ndarray | pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
-    """`ids` as a pyarrow large_string array, what `same_ids` compares: convert once, compare often."""
-    try:
-        ids = ids if isinstance(ids, pa.Array | pa.ChunkedArray) else pa.array(ids)
-        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-        return ids.cast(pa.large_string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # not all str: as text, as `id_positions`
-        return pa.array(np.asarray(ids).astype(str), type=pa.large_string())
 
 
 def same_ids(found: np.ndarray | pd.Series | pa.Array | pa.ChunkedArray, ids: np.ndarray | pa.Array) -> bool:

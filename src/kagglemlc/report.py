@@ -66,7 +66,7 @@ def _labels(cfg: Config, data: CompetitionData, tuned: dict | None) -> tuple[lis
     path = cfg.run_dir / OOF_FILE
     if not path.is_file():
         return [], None
-    probs = read_probs(path, data.train_ids, data.label_names, "rerun `kagglemlc train`")
+    probs = read_probs(path, data.ids("train"), data.label_names, "rerun `kagglemlc train`")
     untuned = _untuned(data.task, len(data.label_names))
     cuts = read_thresholds(cfg.run_dir, data.label_names) if tuned else untuned
     hard = apply_cuts(probs, data.task, cuts).astype(np.int64)

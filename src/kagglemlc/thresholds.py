@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from kagglemlc.config import Config
 from kagglemlc.console import info
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import write_json
-from kagglemlc.folds import arrow_ids, fold_of_rows, id_positions, same_ids
+from kagglemlc.folds import fold_of_rows, id_positions, same_ids
 from kagglemlc.metrics import PROB_METRICS, score
 
 OOF_FILE = "oof.parquet"
@@ -245,6 +246,58 @@ def _per_label(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarra
     if metric == "f1_micro":
         return _ascend_micro(ranked)
     return _ascend_rows(ranked, _ROWWISE[metric])
+
+
+class LabelwiseF1:
+    """`fit_cuts(y, probs, task, metric)[1]` for many probability matrices of the same rows, when labels take
+    their own best F1 cut (f1_macro / f1_weighted, per_label): the value only, with the truth indexed once.
+
+    What the ensemble's weight search scores each candidate blend with. The same exact search as `_Sorted`
+    (a best cut lies at a positive's score) without its cuts and per-fold counts, and for a rare label only
+    over the top scores that can hold the best cut: F1 = 2TP / (positives + predicted) ≤ 2P / (P + predicted),
+    so a cut predicting more than 2P / F1₀ − P rows scores below F1₀, the F1 of predicting the top P.
+    """
+
+    def __init__(self, y: np.ndarray, metric: str):
+        self.rows = len(y)
+        self.positives = [np.flatnonzero(t == 1) for t in np.ascontiguousarray(y.T)]
+        self.weights = _label_weights(metric, np.array([len(p) for p in self.positives]))
+
+    def __call__(self, probs: np.ndarray) -> float:
+        best = np.zeros(len(self.positives))
+        for j, (x, positive) in enumerate(zip(probs.T, self.positives, strict=True)):
+            if len(positive):  # no positive: F1 is 0 at any cut
+                best[j] = self._best_f1(x, x[positive])
+        return float(self.weights @ best)
+
+    def _best_f1(self, x: np.ndarray, positive_scores: np.ndarray) -> float:
+        """The best F1 over the cuts at the positives' scores, searched among those that can beat F1₀ (the F1
+        of predicting the top P): F1 = 2TP / (P + predicted) with TP <= min(P, predicted), so they predict
+        between F1₀·P / (2 − F1₀) and 2P / F1₀ − P rows, a narrow window of the sorted scores."""
+        n, p = self.rows, len(positive_scores)
+        window, above, positives_above = x, 0, 0  # the scores searched; how many (positives) score above them
+        split = np.partition(x, n - p)  # [lower scores, the p-th highest, the p - 1 above it]
+        at_top_p = split[n - p]
+        f1_0 = _f1(np.count_nonzero(positive_scores >= at_top_p), np.count_nonzero(x >= at_top_p), p)
+        most = n if f1_0 == 0 else min(n, int(np.ceil(2 * p / f1_0)) - p + 1)  # (+1, -1: rounding to spare)
+        least = max(1, int(f1_0 * p / (2 - f1_0)) - 1)  # least <= p <= most
+        if most - least < n // 2:  # (one partition per call: numpy's partition at several places is far slower)
+            top = np.partition(split[n - p :], p - least)
+            ceiling = top[p - least]  # the least-th highest: a cut at or below it predicts >= least rows
+            lower = np.partition(split[: n - p], n - most - 1) if most < n else split[: n - p]
+            floor = lower[n - most - 1] if most < n else -np.inf  # a cut above it predicts <= most rows
+            upper, middle = top[p - least + 1 :], np.concatenate([lower[n - most :], top[: p - least + 1]])
+            window = np.concatenate([middle[middle > floor], upper[upper == ceiling]])
+            above, positives_above = np.count_nonzero(upper > ceiling), np.count_nonzero(positive_scores > ceiling)
+            positive_scores = positive_scores[(positive_scores > floor) & (positive_scores <= ceiling)]
+        candidates = np.sort(positive_scores)
+        # at a positive's score c: TP = positives scoring >= c (all from the first of its run of equals on),
+        # predicted = all scoring >= c
+        first = np.arange(len(candidates))
+        first[1:][candidates[1:] == candidates[:-1]] = 0
+        tp = positives_above + len(candidates) - np.maximum.accumulate(first)
+        predicted = above + len(window) - np.searchsorted(np.sort(window), candidates)
+        return float(_f1(tp, predicted, p).max())
 
 
 def _labelwise(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
@@ -517,6 +570,18 @@ def fit_cuts(
     return cuts, evaluate(y, probs, task, metric, cuts)
 
 
+def cut_objective(
+    y: np.ndarray, task: str, metric: str, strategy: str = "per_label", value: float = 0.5, tune_bias: bool = False
+) -> Callable[[np.ndarray], float]:
+    """probs -> `fit_cuts(y, probs, task, metric, strategy, value, tune_bias)[1]`: the metric after tuning the
+    decision on these rows (`LabelwiseF1` where it applies)."""
+    # as `fit_cuts` decides: binary tasks are scored as the positive class's F1 unless the metric says otherwise
+    binary_f1 = task == "binary" and metric not in (*PROB_METRICS, "accuracy")
+    if strategy == "per_label" and (task == "multilabel" and metric in _LABELWISE or binary_f1):
+        return LabelwiseF1(y, "f1_macro" if binary_f1 else metric)
+    return lambda probs: fit_cuts(y, probs, task, metric, strategy, value, tune_bias)[1]
+
+
 # ---- the stage -----------------------------------------------------------------------------------
 
 
@@ -702,6 +767,6 @@ def tune_thresholds(cfg: Config, data: CompetitionData | None = None) -> Path:
     if data is None:
         with cached_competition(cfg.competition, cfg.run_dir, with_test=False, texts=False) as data:
             return tune_thresholds(cfg, data)
-    ids = arrow_ids(data.train_ids)
+    ids = data.ids("train")
     probs = read_probs(cfg.run_dir / OOF_FILE, ids, data.label_names, "run `kagglemlc train` first", unique=True)
     return write_thresholds(cfg, threshold_report(cfg, data, probs, fold_of_rows(cfg.run_dir, ids)))
