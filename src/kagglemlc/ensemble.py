@@ -292,20 +292,25 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         weights, _ = fit_weights(search, objective, method)
         fold = fold_of_rows(first.run_dir, train_ids, folds)
         oof_spaces = [_to_blend_space(o, method) for o in oofs]
+
+        def blend_test(weights: np.ndarray) -> np.ndarray | None:
+            return None if tests is None else _blend32(weights, [_to_blend_space(t, method) for t in tests], method)
+
         oof_blend = _blend32(weights, oof_spaces, method)
+        test_blend = pool.submit(blend_test, weights)  # made while the blend's thresholds are tuned
         tuned = threshold_report(first, data, oof_blend, fold)  # the blend's settings are the first's
         best = int(np.argmax([cv for _, cv in members]))
         if isinstance(rows, np.ndarray) and tuned["cv_tuned"] < members[best][1]:
             # fitted on a subset: still never below the best member on all rows
             weights = np.eye(len(oofs))[best]
             oof_blend = _blend32(weights, oof_spaces, method)
+            test_blend = pool.submit(blend_test, weights)
             tuned = threshold_report(first, data, oof_blend, fold)  # the blend's settings are the first's
         cfg = _blend_config(first, config_paths, name, weights, method)
         tables = [(FOLDS_FILE, pa.Table.from_pandas(folds, preserve_index=False))]
         tables.append((OOF_FILE, _probability_table(train_ids, oof_blend, names)))
         if tests is not None:
-            test_blend = _blend32(weights, [_to_blend_space(t, method) for t in tests], method)
-            tables.append((TEST_FILE, _probability_table(test_ids, test_blend, names)))
+            tables.append((TEST_FILE, _probability_table(test_ids, test_blend.result(), names)))
         list(pool.map(lambda t: _write_parquet(cfg.run_dir / t[0], t[1]), tables))
     save_resolved(cfg)
     write_thresholds(cfg, tuned)

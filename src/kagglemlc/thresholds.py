@@ -271,32 +271,27 @@ class LabelwiseF1:
         return float(self.weights @ best)
 
     def _best_f1(self, x: np.ndarray, positive_scores: np.ndarray) -> float:
-        """The best F1 over the cuts at the positives' scores, searched among those that can beat F1₀ (the F1
-        of predicting the top P): F1 = 2TP / (P + predicted) with TP <= min(P, predicted), so they predict
-        between F1₀·P / (2 − F1₀) and 2P / F1₀ − P rows, a narrow window of the sorted scores."""
+        """The best F1 over the cuts at the positives' scores, searched among those that can beat F1₀, the F1 of
+        predicting the top P: F1 = 2TP / (P + predicted) ≤ 2P / (P + predicted), so those predict at most
+        2P / F1₀ − P rows, the top of the scores. (Few, large numpy calls: the search runs this in threads.)"""
         n, p = self.rows, len(positive_scores)
-        window, above, positives_above = x, 0, 0  # the scores searched; how many (positives) score above them
+        top = x  # the scores that can hold the best cut
         split = np.partition(x, n - p)  # [lower scores, the p-th highest, the p - 1 above it]
         at_top_p = split[n - p]
-        f1_0 = _f1(np.count_nonzero(positive_scores >= at_top_p), np.count_nonzero(x >= at_top_p), p)
-        most = n if f1_0 == 0 else min(n, int(np.ceil(2 * p / f1_0)) - p + 1)  # (+1, -1: rounding to spare)
-        least = max(1, int(f1_0 * p / (2 - f1_0)) - 1)  # least <= p <= most
-        if most - least < n // 2:  # (one partition per call: numpy's partition at several places is far slower)
-            top = np.partition(split[n - p :], p - least)
-            ceiling = top[p - least]  # the least-th highest: a cut at or below it predicts >= least rows
-            lower = np.partition(split[: n - p], n - most - 1) if most < n else split[: n - p]
-            floor = lower[n - most - 1] if most < n else -np.inf  # a cut above it predicts <= most rows
-            upper, middle = top[p - least + 1 :], np.concatenate([lower[n - most :], top[: p - least + 1]])
-            window = np.concatenate([middle[middle > floor], upper[upper == ceiling]])
-            above, positives_above = np.count_nonzero(upper > ceiling), np.count_nonzero(positive_scores > ceiling)
-            positive_scores = positive_scores[(positive_scores > floor) & (positive_scores <= ceiling)]
+        tp_0 = np.count_nonzero(positive_scores >= at_top_p)
+        most = n if tp_0 == 0 else min(n, int(np.ceil((p + np.count_nonzero(x >= at_top_p)) * p / tp_0)) - p + 1)
+        if most < n // 2:  # (+1 above: rounding to spare)
+            lower = np.partition(split[: n - p], n - most - 1)
+            floor = lower[n - most - 1]  # the (most + 1)-th highest: a cut above it predicts <= most rows
+            top = np.concatenate([lower[n - most :], split[n - p :]])
+            positive_scores = positive_scores[positive_scores > floor]
         candidates = np.sort(positive_scores)
         # at a positive's score c: TP = positives scoring >= c (all from the first of its run of equals on),
         # predicted = all scoring >= c
         first = np.arange(len(candidates))
         first[1:][candidates[1:] == candidates[:-1]] = 0
-        tp = positives_above + len(candidates) - np.maximum.accumulate(first)
-        predicted = above + len(window) - np.searchsorted(np.sort(window), candidates)
+        tp = len(candidates) - np.maximum.accumulate(first)
+        predicted = len(top) - np.searchsorted(np.sort(top), candidates)
         return float(_f1(tp, predicted, p).max())
 
 
