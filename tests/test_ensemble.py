@@ -114,6 +114,54 @@ def test_ensemble_writes_a_blend_experiment(tmp_path, cli, capsys):
     assert "blend-mix" in captured.out and "vs best member" in captured.err
 
 
+def two_members(tmp_path: Path, cli) -> list[Path]:
+    first = experiment(tmp_path, cli, oof_of_y=noisy_view(1))
+    second = sibling_config(first, "other")
+    assert cli("prepare", second)[0] == 0
+    write_predictions(second, noisy_view(2), seed=1)
+    return [first, second]
+
+
+def test_a_subset_fit_that_loses_on_all_rows_falls_back_to_the_best_member(tmp_path, cli, monkeypatch):
+    """Weights fitted on a subset of the OOF rows are checked on all of them: a blend below the best member is
+    replaced by that member, and the files staged for the first blend are written again."""
+    from kagglemlc import ensemble as module
+
+    members = two_members(tmp_path, cli)
+    noise = sibling_config(members[0], "noise")
+    assert cli("prepare", noise)[0] == 0
+    write_predictions(noise, lambda y: np.random.default_rng(5).random(y.shape), seed=2)
+    monkeypatch.setattr(module, "SEARCH_ROWS", 40)  # the toy data has more rows: the search sees a subset
+    monkeypatch.setattr(module, "fit_weights", lambda oofs, objective, method: (np.array([0.0, 0.0, 1.0]), 0.0))
+
+    out = ensemble([*members, noise], name="fallback")
+    weights = yaml.safe_load((out / "config.yaml").read_text())["meta"]["ensemble"]["weights"]
+    y = load_competition(load_config(out / "config.yaml").competition).y
+    best = int(np.argmax([fit_cuts(y, noisy_view(seed)(y), "multilabel", "f1_macro")[1] for seed in (1, 2)]))
+    assert weights == [1.0 if i == best else 0.0 for i in range(3)]
+    for file in ("oof.parquet", "test.parquet"):
+        chosen = pd.read_parquet(tmp_path / ("run", "other")[best] / file).set_index("id")
+        written = pd.read_parquet(out / file).set_index("id")
+        pd.testing.assert_frame_equal(written, chosen.loc[written.index])
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("failing", ["threshold_report", "_probability_table"])
+def test_a_failing_blend_leaves_no_file(tmp_path, cli, monkeypatch, failing):
+    """The blend's files are written while its thresholds are tuned; an error in either renames none of them."""
+    from kagglemlc import ensemble as module
+
+    members = two_members(tmp_path, cli)
+
+    def fail(*args, **kwargs):
+        raise KaggleMLCError("disk on fire")
+
+    monkeypatch.setattr(module, failing, fail)
+    with pytest.raises(KaggleMLCError, match="disk on fire"):
+        ensemble(members, name="broken")
+    assert list((tmp_path / "blend-broken").iterdir()) == []
+
+
 def test_members_with_different_folds_are_refused(tmp_path, cli):
     first = experiment(tmp_path, cli)
     second = sibling_config(first, "reseeded", cv={"seed": 7})

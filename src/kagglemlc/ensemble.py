@@ -13,7 +13,8 @@ would reward leakage rather than skill.
 Weights are non-negative and sum to 1. They are found by a pattern search on the simplex (move weight
 between two members, halve the step when no move helps) that starts from the best of every single
 member and the equal blend, so the blend's OOF score is never below its best member's. Each candidate
-is scored with thresholds re-tuned for it (the exact searches of `thresholds.py` are cheap). On more than
+(blended in float32) is scored with thresholds re-tuned for it: `thresholds.cut_objective`, the exact value
+`fit_cuts` gives, for per-label F1 searched only among the top scores that can hold the best cut. On more than
 SEARCH_ROWS OOF rows the candidates are scored on a fixed random SEARCH_ROWS of them (the weights move in
 steps of 1/64, far coarser than what that subset can tell apart), and the blend found is then checked on
 all rows against the best member, which it replaces if it loses.
@@ -21,8 +22,10 @@ all rows against the best member, which it replaces if it loses.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from itertools import permutations
 from pathlib import Path
 
@@ -37,7 +40,7 @@ from kagglemlc.competition import cached_competition
 from kagglemlc.config import Config, load_config, name_problem, save_resolved
 from kagglemlc.console import info, stdout, warn
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import atomic_path
+from kagglemlc.files import atomic_path, file_digest
 from kagglemlc.folds import FOLDS_FILE, arrow_ids, fold_of_rows, read_folds, same_ids
 from kagglemlc.thresholds import (
     OOF_FILE,
@@ -202,10 +205,16 @@ def _search_rows(n: int) -> np.ndarray | slice:
 
 def _check_same_folds(cfgs: list[Config], pool: ThreadPoolExecutor) -> pd.DataFrame:
     """The members' shared folds; a one-line error naming two members whose folds differ."""
-    raw = list(pool.map(lambda c: read_folds(c.run_dir), cfgs))
+    # members prepared from the same data and cv settings have byte-identical files: each distinct one is read once
+    digests = list(pool.map(lambda c: file_digest(c.run_dir / FOLDS_FILE), cfgs))
+    distinct = {}
+    for digest, cfg in zip(digests, cfgs, strict=True):
+        distinct.setdefault(digest, cfg)
+    read = dict(zip(distinct, pool.map(lambda c: read_folds(c.run_dir), distinct.values()), strict=True))
+    raw = [read[digest] for digest in digests]
     ids, fold = arrow_ids(raw[0]["id"]), raw[0]["fold"].to_numpy()
-    for cfg, other in zip(cfgs[1:], raw[1:], strict=True):
-        if same_ids(other["id"], ids) and np.array_equal(other["fold"].to_numpy(), fold):
+    for cfg, other, digest in zip(cfgs[1:], raw[1:], digests[1:], strict=True):
+        if digest == digests[0] or same_ids(other["id"], ids) and np.array_equal(other["fold"].to_numpy(), fold):
             continue  # the usual case: the same file, row for row
         first, folds = (r.astype({"id": str}).set_index("id")["fold"].sort_index() for r in (raw[0], other))
         if not folds.index.equals(first.index):
@@ -277,41 +286,48 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         folds = _check_same_folds(cfgs, pool)
         names = data.label_names
         train_ids, test_ids = data.ids("train"), data.ids("test")
-        files = [(c.run_dir / OOF_FILE, train_ids) for c in cfgs]
-        if test_ids is not None:
-            files += [(c.run_dir / TEST_FILE, test_ids) for c in cfgs]
-        probs = list(pool.map(lambda f: read_probs(f[0], f[1], names, hint, unique=True), files))
-        oofs, tests = probs[: len(cfgs)], probs[len(cfgs) :] or None
+        files = {"oof": [c.run_dir / OOF_FILE for c in cfgs]}
+        files |= {} if test_ids is None else {"test": [c.run_dir / TEST_FILE for c in cfgs]}
+        missing = [f for f in (*files["oof"], *files.get("test", [])) if not f.is_file()]
+        if missing:
+            raise KaggleMLCError(f"{missing[0]} not found; {hint}")
+        oofs = list(pool.map(lambda f: read_probs(f, train_ids, names, hint, unique=True), files["oof"]))
+        # what the weight search does not need is read and computed while it runs (its threads leave the cores
+        # partly idle: many small numpy calls)
+        reading = [pool.submit(read_probs, f, test_ids, names, hint, unique=True) for f in files.get("test", [])]
+        scoring = [pool.submit(cv_before_after, first, data, o, c.run_dir) for c, o in zip(cfgs, oofs, strict=True)]
 
         th = first.thresholds
         name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
-        members = list(pool.map(lambda c, o: cv_before_after(first, data, o, c.run_dir), cfgs, oofs))
         rows = _search_rows(len(data.y))
         search = [_take_rows(o, rows) for o in oofs]
         objective = cut_objective(data.y[rows], task, metric, th.strategy, th.value, th.multiclass_bias)
         weights, _ = fit_weights(search, objective, method)
         fold = fold_of_rows(first.run_dir, train_ids, folds)
         oof_spaces = [_to_blend_space(o, method) for o in oofs]
+        tests = [r.result() for r in reading] or None
+        members = [s.result() for s in scoring]
 
         def blend_test(weights: np.ndarray) -> np.ndarray | None:
             return None if tests is None else _blend32(weights, [_to_blend_space(t, method) for t in tests], method)
 
-        oof_blend = _blend32(weights, oof_spaces, method)
-        test_blend = pool.submit(blend_test, weights)  # made while the blend's thresholds are tuned
-        tuned = threshold_report(first, data, oof_blend, fold)  # the blend's settings are the first's
-        best = int(np.argmax([cv for _, cv in members]))
-        if isinstance(rows, np.ndarray) and tuned["cv_tuned"] < members[best][1]:
-            # fitted on a subset: still never below the best member on all rows
-            weights = np.eye(len(oofs))[best]
+        def stage_blend(weights: np.ndarray) -> np.ndarray:
+            """The OOF blend; its file and the test blend's are written while the blend's thresholds are tuned."""
             oof_blend = _blend32(weights, oof_spaces, method)
-            test_blend = pool.submit(blend_test, weights)
-            tuned = threshold_report(first, data, oof_blend, fold)  # the blend's settings are the first's
+            staged.write(OOF_FILE, lambda: _probability_table(train_ids, oof_blend, names))
+            if tests is not None:
+                staged.write(TEST_FILE, lambda: _probability_table(test_ids, blend_test(weights), names))
+            return oof_blend
+
+        with _Staged(pool, _blend_config(first, config_paths, name, weights, method).run_dir) as staged:
+            staged.write(FOLDS_FILE, lambda: pa.Table.from_pandas(folds, preserve_index=False))
+            tuned = threshold_report(first, data, stage_blend(weights), fold)  # the blend's settings are the first's
+            best = int(np.argmax([cv for _, cv in members]))
+            if isinstance(rows, np.ndarray) and tuned["cv_tuned"] < members[best][1]:
+                # fitted on a subset: still never below the best member on all rows
+                weights = np.eye(len(oofs))[best]
+                tuned = threshold_report(first, data, stage_blend(weights), fold)
         cfg = _blend_config(first, config_paths, name, weights, method)
-        tables = [(FOLDS_FILE, pa.Table.from_pandas(folds, preserve_index=False))]
-        tables.append((OOF_FILE, _probability_table(train_ids, oof_blend, names)))
-        if tests is not None:
-            tables.append((TEST_FILE, _probability_table(test_ids, test_blend.result(), names)))
-        list(pool.map(lambda t: _write_parquet(cfg.run_dir / t[0], t[1]), tables))
     save_resolved(cfg)
     write_thresholds(cfg, tuned)
     _print_summary(cfg, metric, [(c.name, w, *cv) for c, w, cv in zip(cfgs, weights, members, strict=True)], tuned)
@@ -329,11 +345,40 @@ def _probability_table(ids: pa.Array, probs: np.ndarray, label_names: list[str])
     return pa.table(columns)
 
 
-def _write_parquet(path: Path, table: pa.Table) -> None:
-    """`files.write_parquet` without dictionary encoding or compression: probabilities and unique ids gain
-    nothing from either, and trying them was most of the time spent writing a million-row blend."""
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, use_dictionary=False, compression="none")
+class _Staged:
+    """Parquet files made and written in `pool` while the caller goes on, each to a temporary file next to its
+    destination (`files.atomic_path`): renamed over the destinations when the block ends, removed when it (or a
+    write) raises. Writing a file again replaces what was staged for it."""
+
+    def __init__(self, pool: ThreadPoolExecutor, folder: Path):
+        self.pool, self.folder, self.temps, self.temp, self.pending = pool, folder, ExitStack(), {}, {}
+
+    def write(self, file: str, table: Callable[[], pa.Table]) -> None:
+        if file in self.pending:
+            wait([self.pending[file]])  # its temporary file is written again
+        else:
+            self.temp[file] = self.temps.enter_context(atomic_path(self.folder / file))
+        self.pending[file] = self.pool.submit(_write_parquet, self.temp[file], table)
+
+    def __enter__(self) -> _Staged:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        wait(self.pending.values())  # no write may still run when its temporary file is renamed or removed
+        with self.temps:
+            if error is not None:
+                raise error
+            for done in self.pending.values():
+                done.result()  # a failed write raises here
+
+
+def _write_parquet(temp: Path, table: Callable[[], pa.Table]) -> None:
+    """`files.write_parquet` without dictionary encoding or compression (probabilities and unique ids gain
+    nothing from either, and trying them was most of the time spent writing a million-row blend), and fsynced
+    here, in the pool, so that the rename finds it on disk."""
+    pq.write_table(table(), temp, use_dictionary=False, compression="none")
+    with open(temp, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def _print_summary(cfg: Config, metric: str, members: list[tuple], tuned: dict) -> None:

@@ -330,11 +330,10 @@ class _Sorted:
             if len(parts) == 1:  # how many positives score >= each candidate, without a search
                 positives_at_least = (len(candidates) - first)[None]
             else:
-                positives_at_least = np.array([len(a) - np.searchsorted(a, candidates[first]) for a in positives])
+                positives_at_least = _counts_at_least(positives, candidates[first])
             candidates = candidates[first]
             # (groups, candidates): how many scores / positives' scores of each group are >= each candidate
-            at_least = np.array([len(a) - np.searchsorted(a, candidates) for a in ordered])
-            return ordered, positives, candidates, at_least, positives_at_least
+            return ordered, positives, candidates, _counts_at_least(ordered, candidates), positives_at_least
 
         # labels are independent and numpy's sorts release the GIL: on large data, one label per core at a time
         if scores.size >= PARALLEL_SCORES and len(scores) > 1 and workers() > 1:
@@ -384,6 +383,14 @@ class _Sorted:
                 predicted[j, g] = len(ordered) - np.searchsorted(ordered, cut)
                 tp[j, g], positives[j, g] = len(pos) - np.searchsorted(pos, cut), len(pos)
         return tp, predicted, positives
+
+
+def _counts_at_least(groups: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+    """(groups, candidates) int32: how many of each group's sorted scores are >= each sorted candidate."""
+    counts = np.empty((len(groups), len(candidates)), dtype=np.int32)
+    for row, scores in zip(counts, groups, strict=True):
+        np.subtract(len(scores), np.searchsorted(scores, candidates), out=row, casting="unsafe")
+    return counts
 
 
 PARALLEL_SCORES = 1 << 22
