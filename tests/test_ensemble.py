@@ -109,6 +109,12 @@ def test_ensemble_writes_a_blend_experiment(tmp_path, cli, capsys):
     assert tuned["cv_tuned"] >= max(member_cv)
     test = pd.read_parquet(out / "test.parquet")
     assert test["id"].tolist() == data.test_ids.tolist() and list(test.columns[1:]) == data.label_names
+    for file, ids in (("oof.parquet", data.train_ids), ("test.parquet", data.test_ids)):
+        # the blend's files hold exactly `blend` of the members' (`_blend32` works a label at a time)
+        members = [pd.read_parquet(load_config(c).run_dir / file).set_index("id").loc[ids] for c in (first, second)]
+        expected = blend([m[data.label_names].to_numpy() for m in members], weights).astype(np.float32)
+        written = pd.read_parquet(out / file).set_index("id").loc[ids, data.label_names].to_numpy()
+        assert np.array_equal(written, expected)
     assert pd.read_parquet(out / "folds.parquet").equals(pd.read_parquet(tmp_path / "run" / "folds.parquet"))
     captured = capsys.readouterr()
     assert "blend-mix" in captured.out and "vs best member" in captured.err
@@ -120,6 +126,19 @@ def two_members(tmp_path: Path, cli) -> list[Path]:
     assert cli("prepare", second)[0] == 0
     write_predictions(second, noisy_view(2), seed=1)
     return [first, second]
+
+
+@pytest.mark.parametrize("method", ["rank", "geometric"])
+def test_rank_and_geometric_blends_write_what_blend_gives(tmp_path, cli, method):
+    members = two_members(tmp_path, cli)
+    out = ensemble(members, name=method, method=method)
+    weights = yaml.safe_load((out / "config.yaml").read_text())["meta"]["ensemble"]["weights"]
+    data = load_competition(load_config(out / "config.yaml").competition)
+    for file, ids in (("oof.parquet", data.train_ids), ("test.parquet", data.test_ids)):
+        frames = [pd.read_parquet(load_config(c).run_dir / file).set_index("id").loc[ids] for c in members]
+        expected = blend([f[data.label_names].to_numpy() for f in frames], weights, method).astype(np.float32)
+        written = pd.read_parquet(out / file).set_index("id").loc[ids, data.label_names].to_numpy()
+        assert np.array_equal(written, expected)
 
 
 def test_a_subset_fit_that_loses_on_all_rows_falls_back_to_the_best_member(tmp_path, cli, monkeypatch):
