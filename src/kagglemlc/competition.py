@@ -62,15 +62,20 @@ class CompetitionData:
         held = self.__dict__[f"{which}_ids"]
         if held is None or isinstance(held, pa.Array):
             return held
-        memo = f"_{which}_ids_arrow"  # what `_ids_field` keeps
+        memo = _arrow_memo(f"{which}_ids")
         if memo not in self.__dict__:
             self.__dict__[memo] = arrow_ids(held)
         return self.__dict__[memo]
 
 
+def _arrow_memo(name: str) -> str:
+    """Where a `CompetitionData` keeps the pyarrow form of its `name` ids once it holds the numpy one."""
+    return f"_{name}_arrow"
+
+
 def _ids_field(name: str) -> property:
     """`CompetitionData.<name>`: a numpy object array, made from a pyarrow array held there on first use."""
-    memo = f"_{name}_arrow"
+    memo = _arrow_memo(name)
 
     def get(data: CompetitionData) -> np.ndarray | None:
         held = data.__dict__[name]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from itertools import permutations
 from pathlib import Path
@@ -308,15 +308,17 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         tests = [r.result() for r in reading] or None
         members = [s.result() for s in scoring]
 
-        def blend_test(weights: np.ndarray) -> np.ndarray | None:
-            return None if tests is None else _blend32(weights, [_to_blend_space(t, method) for t in tests], method)
-
         def stage_blend(weights: np.ndarray) -> np.ndarray:
-            """The OOF blend; its file and the test blend's are written while the blend's thresholds are tuned."""
+            """The OOF blend; its file and the test blend's are made and written while its thresholds are tuned."""
+
+            def test_table() -> pa.Table:
+                blended = _blend32(weights, [_to_blend_space(t, method) for t in tests], method)
+                return _probability_table(test_ids, blended, names)
+
             oof_blend = _blend32(weights, oof_spaces, method)
             staged.write(OOF_FILE, lambda: _probability_table(train_ids, oof_blend, names))
             if tests is not None:
-                staged.write(TEST_FILE, lambda: _probability_table(test_ids, blend_test(weights), names))
+                staged.write(TEST_FILE, test_table)
             return oof_blend
 
         with _Staged(pool, _blend_config(first, config_paths, name, weights, method).run_dir) as staged:
@@ -351,21 +353,23 @@ class _Staged:
     write) raises. Writing a file again replaces what was staged for it."""
 
     def __init__(self, pool: ThreadPoolExecutor, folder: Path):
-        self.pool, self.folder, self.temps, self.temp, self.pending = pool, folder, ExitStack(), {}, {}
+        self.pool, self.folder, self.renames = pool, folder, ExitStack()  # `atomic_path`s, left when the block ends
+        self.temp_of: dict[str, Path] = {}
+        self.pending: dict[str, Future] = {}
 
     def write(self, file: str, table: Callable[[], pa.Table]) -> None:
         if file in self.pending:
             wait([self.pending[file]])  # its temporary file is written again
         else:
-            self.temp[file] = self.temps.enter_context(atomic_path(self.folder / file))
-        self.pending[file] = self.pool.submit(_write_parquet, self.temp[file], table)
+            self.temp_of[file] = self.renames.enter_context(atomic_path(self.folder / file))
+        self.pending[file] = self.pool.submit(_write_parquet, self.temp_of[file], table)
 
     def __enter__(self) -> _Staged:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
         wait(self.pending.values())  # no write may still run when its temporary file is renamed or removed
-        with self.temps:
+        with self.renames:
             if error is not None:
                 raise error
             for done in self.pending.values():

@@ -253,9 +253,8 @@ class LabelwiseF1:
     their own best F1 cut (f1_macro / f1_weighted, per_label): the value only, with the truth indexed once.
 
     What the ensemble's weight search scores each candidate blend with. The same exact search as `_Sorted`
-    (a best cut lies at a positive's score) without its cuts and per-fold counts, and for a rare label only
-    over the top scores that can hold the best cut: F1 = 2TP / (positives + predicted) ≤ 2P / (P + predicted),
-    so a cut predicting more than 2P / F1₀ − P rows scores below F1₀, the F1 of predicting the top P.
+    (a best cut lies at a positive's score) without its cuts and per-fold counts, over the top scores only
+    (`_best_f1`).
     """
 
     def __init__(self, y: np.ndarray, metric: str):
