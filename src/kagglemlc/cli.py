@@ -138,7 +138,7 @@ BLEND_NAME_OPT = typer.Option(
 def ensemble(
     configs: list[Path] = CONFIGS_ARG,
     name: str | None = BLEND_NAME_OPT,
-    method: str = typer.Option("mean", "--method", "-m", help="Fold averaging: mean | rank | geometric."),
+    method: str = typer.Option("mean", "--method", "-m", help="How members are blended: mean | rank | geometric."),
 ) -> None:
     """Blend experiments: non-negative weights fitted on OOF for the metric, thresholds re-tuned → blend-NAME/."""
     from kagglemlc.ensemble import ensemble as run_ensemble
