@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -154,6 +155,12 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, cli, models):
     assert ref_m["best_step"] > killed_at and ref_m["best_metric"] > 0.6
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_torchrun_two_processes_matches_one_process(tmp_path, cli, models):
     """Same global batch (2 × 8 vs 1 × 16) without dropout: the same maths up to float summation order, so
     complete, duplicate-free OOF and a validation metric within 0.02 of the 1-process run."""
@@ -164,7 +171,8 @@ def test_torchrun_two_processes_matches_one_process(tmp_path, cli, models):
     out, err = _kagglemlc("train", cfg, "--fold", "0", "output_dir=" + one, "train.batch_size=16").communicate(
         timeout=300
     )
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m"]
+    port = str(_free_port())  # a fixed port fails whenever another run (a second CI job) holds it
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port, "-m"]
     proc = _kagglemlc("train", cfg, "--fold", "0", "train.batch_size=8", launcher=launcher)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
