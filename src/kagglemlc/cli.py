@@ -61,27 +61,36 @@ def prepare(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> 
 FOLD_OPT = typer.Option(None, "--fold", "-f", help="Only this fold (default: every fold in turn).", show_default=False)
 
 
+RESTART_OPT = typer.Option(
+    False,
+    "--restart",
+    help="Discard the fold's (every fold's) checkpoint, model and predictions and train from scratch; also the "
+    "way on when trained folds used other settings (they are discarded).",
+)
+
+
 @app.command()
 def train(
     config: Path = CONFIG_ARG,
     overrides: list[str] = OVERRIDES_ARG,
     fold: int | None = FOLD_OPT,
-    restart: bool = typer.Option(
-        False, "--restart", help="Discard the fold's checkpoint, model and predictions and train it from scratch."
-    ),
+    restart: bool = RESTART_OPT,
 ) -> None:
-    """Train one fold (or every fold): best model, OOF and test probabilities per fold; resumes after a crash."""
+    """Train one fold (or every fold): best model, OOF and test probabilities per fold; resumes after a crash.
+
+    Makes the folds first when folds.parquet is absent. Stops, deleting nothing, when folds on disk were
+    trained with other settings (--restart discards them, or use a new output_dir)."""
     from kagglemlc.train import train as run_train
 
     run_train(_config(config, overrides), fold, restart=restart)
 
 
 @app.command()
-def predict(config: Path = CONFIG_ARG, fold: int | None = FOLD_OPT) -> None:
+def predict(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG, fold: int | None = FOLD_OPT) -> None:
     """Test-set probabilities from the saved fold models (fold{k}/test.parquet, then test.parquet)."""
     from kagglemlc.predict import predict as run_predict
 
-    run_predict(_config(config, None), fold)
+    run_predict(_config(config, overrides), fold)
 
 
 @app.command()
@@ -90,11 +99,17 @@ def run(
     overrides: list[str] = OVERRIDES_ARG,
     upload: bool = typer.Option(False, "--upload", help="Also send the submission to Kaggle (never without this)."),
     message: str | None = typer.Option(None, "--message", "-m", help="Submission description."),
+    restart: bool = typer.Option(
+        False, "--restart", help="Discard folds trained with other settings and retrain (never without this)."
+    ),
 ) -> None:
-    """The whole chain: prepare, train every fold, predict, tune thresholds, submit; current stages are skipped."""
+    """The whole chain: prepare, train every fold, predict, tune thresholds, submit; current stages are skipped.
+
+    An edit redoes exactly the stages it changes (a new test file: test predictions from the saved models).
+    Stops, deleting nothing, when an edit would invalidate trained folds (--restart, or a new output_dir)."""
     from kagglemlc.pipeline import run as run_chain
 
-    run_chain(_config(config, overrides), upload=upload, message=message)
+    run_chain(_config(config, overrides), upload=upload, message=message, restart=restart)
 
 
 @app.command("zero-shot")

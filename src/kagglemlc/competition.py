@@ -129,6 +129,22 @@ def _first_bad_line(path: Path, encoding: str) -> str:
     return "undecodable bytes"
 
 
+def _reading(path: Path, encoding: str, delimiter: str | None) -> tuple[str, str]:
+    """(encoding, delimiter) to read `path` with: utf-8 also accepts a BOM; the delimiter by extension, else sniffed."""
+    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    return enc, delimiter or _EXT_DELIMITERS.get(path.suffix.lower()) or _sniff_delimiter(path, enc)
+
+
+def read_header(path: Path, encoding: str = "utf-8", delimiter: str | None = None) -> list[str] | None:
+    """A delimited file's column names, read as `read_table` would (None when they cannot be read: the stage
+    that reads the whole file names the problem)."""
+    try:
+        enc, sep = _reading(path, encoding, delimiter)
+        return [str(c) for c in pd.read_csv(path, sep=sep, nrows=0, encoding=enc, dtype=str).columns]
+    except (OSError, ValueError, UnicodeDecodeError, LookupError, pd.errors.ParserError):
+        return None
+
+
 def read_table(path: Path, key: str, encoding: str = "utf-8", delimiter: str | None = None) -> pd.DataFrame:
     """Reads a CSV/TSV with every cell as a string ("" for empty cells).
 
@@ -140,9 +156,8 @@ def read_table(path: Path, key: str, encoding: str = "utf-8", delimiter: str | N
     """
     if not path.is_file():
         raise KaggleMLCError(f"{key}: file not found: {path}")
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    sep = delimiter or _EXT_DELIMITERS.get(path.suffix.lower()) or _sniff_delimiter(path, enc)
     try:
+        enc, sep = _reading(path, encoding, delimiter)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # index_col=False: a trailing delimiter on every data row must not turn the ids into an index

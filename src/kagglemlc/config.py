@@ -57,110 +57,131 @@ def name_problem(value: str) -> str | None:
     return f"{value!r} is not a plain name: it becomes a file name, so no '/', '\\', leading '.' or control characters"
 
 
+# Which stages' outputs each setting changes: every field is marked, and `run` fingerprints a stage from
+# exactly the settings marked for it (plus its upstream stages), so an edit redoes what it changes and nothing
+# more. "file": the setting names a file whose *content* counts, not its path. "kinds": only for these model kinds.
+STAGES = ("prepare", "train", "predict", "tune-thresholds", "submit")
+
+
+def affects(*stages: str, file: bool = False, kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A field's `json_schema_extra`: the stages whose outputs change when the field's value does."""
+    assert set(stages) <= set(STAGES), stages
+    return {"stages": list(stages), "file": file, "kinds": list(kinds) if kinds else None}
+
+
+NO_OUTPUT = affects()  # where to look, how fast, what to log: nothing on disk changes
+PREPARE, PREPARE_FILE = affects("prepare"), affects("prepare", file=True)
+TRAIN = affects("train")
+GENERATIVE_TRAIN = affects("train", kinds=("generative",))
+PREDICT_FILE = affects("predict", file=True)
+THRESHOLDS = affects("tune-thresholds")
+SUBMIT, SUBMIT_FILE = affects("submit"), affects("submit", file=True)
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
 
 
 class CompetitionConfig(Section):
-    slug: str | None = None
+    slug: str | None = Field(None, json_schema_extra=NO_OUTPUT)
     """Kaggle competition slug, used by `submit --upload`."""
-    train: ResolvedPath
+    train: ResolvedPath = Field(json_schema_extra=PREPARE_FILE)
     """Training file (CSV or TSV, by extension or sniffed)."""
-    test: ResolvedPath | None = None
+    test: ResolvedPath | None = Field(None, json_schema_extra=PREDICT_FILE)
     """Test file: the rows to predict."""
-    sample_submission: ResolvedPath | None = None
+    sample_submission: ResolvedPath | None = Field(None, json_schema_extra=SUBMIT_FILE)
     """The competition's sample submission: fixes the ids, their order and the columns."""
-    id_column: str = "id"
+    id_column: str = Field("id", json_schema_extra=PREPARE)
     """Column holding the row id (kept as a string end to end: leading zeros survive)."""
-    text_column: str | list[str] = "text"
+    text_column: str | list[str] = Field("text", json_schema_extra=TRAIN)
     """One column, a list of columns (joined with a space), or a template such as "{title} [SEP] {body}"."""
-    labels: Literal["auto"] | list[str] = "auto"
+    labels: Literal["auto"] | list[str] = Field("auto", json_schema_extra=PREPARE)
     """`auto` = the sample submission's columns except the id; or an explicit list of label names."""
-    label_format: Literal["wide", "list"] = "wide"
+    label_format: Literal["wide", "list"] = Field("wide", json_schema_extra=PREPARE)
     """`wide`: one 0/1 column per label; `list`: one column (`label_column`) holding "anger,joy" or "3,27"."""
-    label_column: str = "labels"
+    label_column: str = Field("labels", json_schema_extra=PREPARE)
     """With `label_format: list`: the column holding the labels."""
-    label_separator: str = ","
+    label_separator: str = Field(",", json_schema_extra=PREPARE)
     """With `label_format: list`: the separator between labels."""
-    label_names_file: ResolvedPath | None = None
+    label_names_file: ResolvedPath | None = Field(None, json_schema_extra=PREPARE_FILE)
     """With `label_format: list` and integer labels: a text file with one label name per line (line i = id i)."""
-    task: Literal["multilabel", "multiclass", "binary"] = "multilabel"
+    task: Literal["multilabel", "multiclass", "binary"] = Field("multilabel", json_schema_extra=PREPARE)
     """multilabel (any number of labels per row), multiclass (exactly one), binary (one 0/1 target)."""
-    metric: Literal[METRIC_NAMES] = "f1_macro"  # type: ignore[valid-type]
+    metric: Literal[METRIC_NAMES] = Field("f1_macro", json_schema_extra=TRAIN)  # type: ignore[valid-type]
     """The competition metric, used for early stopping, thresholds and blends."""
-    encoding: str = "utf-8"
+    encoding: str = Field("utf-8", json_schema_extra=PREPARE)
     """Encoding of the competition files (utf-8 also accepts a BOM); e.g. latin-1 or cp1252 for legacy files."""
-    delimiter: str | None = None
+    delimiter: str | None = Field(None, json_schema_extra=PREPARE)
     """Field delimiter; default: `,` for .csv, tab for .tsv, sniffed otherwise."""
 
 
 class CVConfig(Section):
-    folds: int = Field(5, ge=2, le=100)
+    folds: int = Field(5, ge=2, le=100, json_schema_extra=PREPARE)
     """Number of folds (K)."""
-    seed: int = 42
+    seed: int = Field(42, json_schema_extra=PREPARE)
     """Seed of the split: the same seed gives the same folds."""
-    group_column: str | None = None
+    group_column: str | None = Field(None, json_schema_extra=PREPARE)
     """Optional train column: rows sharing a value always land in the same fold."""
 
 
 class ModelConfig(Section):
-    name: str = "minilm"
+    name: str = Field("minilm", json_schema_extra=TRAIN)
     """A local path, a hub id already in the local cache, or the bundled alias `minilm`."""
-    kind: Literal["encoder", "decoder", "generative"] = "encoder"
+    kind: Literal["encoder", "decoder", "generative"] = Field("encoder", json_schema_extra=TRAIN)
     """encoder (classification head), decoder (LLM + classification head), generative (text out, parsed)."""
-    max_length: int = Field(128, ge=8)
+    max_length: int = Field(128, ge=8, json_schema_extra=TRAIN)
     """Longest input in tokens; longer texts are truncated."""
-    cache_dir: ResolvedPath | None = None
+    cache_dir: ResolvedPath | None = Field(None, json_schema_extra=NO_OUTPUT)
     """Hugging Face cache to look in (default: $HF_HOME / the usual cache). Nothing is downloaded."""
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(False, json_schema_extra=TRAIN)
     """Run Python code shipped with the model. Off unless you trust the model's source."""
 
 
 class AdapterConfig(Section):
-    method: Literal["none", "lora", "qlora", "ia3", "head"] = "none"
+    method: Literal["none", "lora", "qlora", "ia3", "head"] = Field("none", json_schema_extra=TRAIN)
     """none (full fine-tune) | lora | qlora (4-bit base + LoRA) | ia3 | head (frozen base, head only)."""
-    r: int = Field(16, ge=1)
+    r: int = Field(16, ge=1, json_schema_extra=TRAIN)
     """LoRA rank."""
-    alpha: int = Field(32, ge=1)
+    alpha: int = Field(32, ge=1, json_schema_extra=TRAIN)
     """LoRA alpha."""
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.05, ge=0, lt=1, json_schema_extra=TRAIN)
     """LoRA dropout."""
-    target_modules: Literal["all-linear"] | list[str] = "all-linear"
+    target_modules: Literal["all-linear"] | list[str] = Field("all-linear", json_schema_extra=TRAIN)
     """Modules that get adapters: `all-linear` or a list of module names."""
-    use_rslora: bool = False
+    use_rslora: bool = Field(False, json_schema_extra=TRAIN)
     """Rank-stabilised LoRA scaling (passed to peft)."""
-    use_dora: bool = False
+    use_dora: bool = Field(False, json_schema_extra=TRAIN)
     """DoRA (passed to peft)."""
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, json_schema_extra=NO_OUTPUT)
     """Trade compute for memory on large models."""
 
 
 class TrainConfig(Section):
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(3, ge=1, json_schema_extra=TRAIN)
     """Passes over the fold's training rows."""
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, json_schema_extra=TRAIN)
     """Stop after this many optimiser steps (debugging, smoke runs)."""
-    lr: float = Field(5e-5, gt=0)
+    lr: float = Field(5e-5, gt=0, json_schema_extra=TRAIN)
     """Peak learning rate."""
-    head_lr: float | None = Field(None, gt=0)
+    head_lr: float | None = Field(None, gt=0, json_schema_extra=TRAIN)
     """Peak learning rate of the new classification head (default: `lr`); higher helps on small data."""
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float = Field(0.01, ge=0, json_schema_extra=TRAIN)
     """AdamW weight decay (not applied to biases and norms)."""
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, json_schema_extra=TRAIN)
     """Training rows per device per step."""
-    eval_batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(128, ge=1, json_schema_extra=NO_OUTPUT)
     """Rows per forward pass in evaluation and prediction."""
-    grad_accum: int = Field(1, ge=1)
+    grad_accum: int = Field(1, ge=1, json_schema_extra=TRAIN)
     """Gradient accumulation steps."""
-    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0, json_schema_extra=TRAIN)
     """Gradient clipping norm; null disables clipping."""
-    scheduler: Literal["linear", "cosine", "constant", "reduce_on_plateau"] = "linear"
+    scheduler: Literal["linear", "cosine", "constant", "reduce_on_plateau"] = Field("linear", json_schema_extra=TRAIN)
     """Learning-rate schedule after warmup."""
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, json_schema_extra=TRAIN)
     """Fraction of the steps spent warming up."""
-    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = "adamw"
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = Field("adamw", json_schema_extra=TRAIN)
     """adamw (torch) or the bitsandbytes 8-bit variants."""
-    precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
+    precision: Literal["auto", "bf16", "fp16", "no"] = Field("auto", json_schema_extra=TRAIN)
     """auto = bf16 where supported (GPU or CPU with AVX512-BF16), else fp16 on GPU, else fp32."""
 
     @field_validator("precision", mode="before")
@@ -168,61 +189,68 @@ class TrainConfig(Section):
     def _yaml_no(cls, value: Any) -> Any:
         return "no" if value is False else value  # YAML 1.1 reads a bare `no` as false
 
-    loss: Literal["bce", "focal", "asl", "ce"] = "bce"
+    loss: Literal["bce", "focal", "asl", "ce"] = Field("bce", json_schema_extra=TRAIN)
     """bce / focal / asl (asymmetric) for multilabel and binary; ce for multiclass."""
-    class_weights: Literal["none", "balanced", "sqrt"] = "none"
+    class_weights: Literal["none", "balanced", "sqrt"] = Field("none", json_schema_extra=TRAIN)
     """Per-label positive weights from the fold's training rows."""
-    focal_gamma: float = Field(2.0, ge=0)
+    focal_gamma: float = Field(2.0, ge=0, json_schema_extra=TRAIN)
     """Focal loss gamma."""
-    asl_gamma_neg: float = Field(4.0, ge=0)
+    asl_gamma_neg: float = Field(4.0, ge=0, json_schema_extra=TRAIN)
     """Asymmetric loss: focusing on negatives."""
-    asl_gamma_pos: float = Field(0.0, ge=0)
+    asl_gamma_pos: float = Field(0.0, ge=0, json_schema_extra=TRAIN)
     """Asymmetric loss: focusing on positives."""
-    asl_clip: float = Field(0.05, ge=0, lt=1)
+    asl_clip: float = Field(0.05, ge=0, lt=1, json_schema_extra=TRAIN)
     """Asymmetric loss: probability margin shifted off easy negatives."""
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1, json_schema_extra=TRAIN)
     """Cross-entropy label smoothing (multiclass)."""
-    eval_every: int | None = Field(None, ge=1)
+    eval_every: int | None = Field(None, ge=1, json_schema_extra=TRAIN)
     """Evaluate every N optimiser steps; default: once per epoch."""
-    checkpoint_every: int = Field(200, ge=1)
+    checkpoint_every: int = Field(200, ge=1, json_schema_extra=NO_OUTPUT)
     """Save resumable state every N optimiser steps (and at every evaluation)."""
-    early_stopping_patience: int | None = Field(2, ge=1)
+    early_stopping_patience: int | None = Field(2, ge=1, json_schema_extra=TRAIN)
     """Stop after this many evaluations without improvement; null: never."""
-    group_by_length: bool = True
+    group_by_length: bool = Field(True, json_schema_extra=TRAIN)
     """Batch rows of similar length together (less padding, faster)."""
-    seed: int = 42
+    seed: int = Field(42, json_schema_extra=TRAIN)
     """Seed of initialisation, shuffling and dropout."""
-    report_to: Literal["none", "wandb", "tensorboard"] = "none"
-    """Experiment tracker, through accelerate."""
+    report_to: Literal["none", "wandb", "tensorboard"] = Field("none", json_schema_extra=NO_OUTPUT)
+    """Experiment tracker, through accelerate (install `kagglemlc[wandb]` or `kagglemlc[tensorboard]`)."""
+    tracker_project: str | None = Field(None, json_schema_extra=NO_OUTPUT)
+    """Tracker project shared by every experiment of the competition; default: `competition.slug`, else the
+    competition folder's name. Each experiment is a group in it, each fold a run."""
+    log_every: int = Field(20, ge=1, json_schema_extra=NO_OUTPUT)
+    """Log training loss, learning rate and samples/s to the tracker every N optimiser steps."""
+    log_every_seconds: float = Field(30, gt=0, json_schema_extra=NO_OUTPUT)
+    """Without a terminal (a notebook cell, a log file): a plain progress line at most this often."""
 
 
 class ThresholdsConfig(Section):
-    strategy: Literal["per_label", "global", "fixed"] = "per_label"
+    strategy: Literal["per_label", "global", "fixed"] = Field("per_label", json_schema_extra=THRESHOLDS)
     """per_label (tuned per label on OOF), global (one tuned threshold), fixed (`value`)."""
-    value: float = Field(0.5, gt=0, lt=1)
+    value: float = Field(0.5, gt=0, lt=1, json_schema_extra=THRESHOLDS)
     """The threshold used with `strategy: fixed`."""
-    multiclass_bias: bool = False
+    multiclass_bias: bool = Field(False, json_schema_extra=THRESHOLDS)
     """Multiclass: tune an additive per-class bias on the OOF before the argmax."""
 
 
 class SubmissionConfig(Section):
-    kind: Literal["labels", "probabilities"] = "labels"
+    kind: Literal["labels", "probabilities"] = Field("labels", json_schema_extra=SUBMIT)
     """labels (thresholded 0/1 or class names) or probabilities (for AUC / log-loss metrics)."""
-    dir: ResolvedPath | None = None
+    dir: ResolvedPath | None = Field(None, json_schema_extra=SUBMIT)
     """Where submissions are written; default: ./submissions in the current directory."""
 
 
 class GenerationConfig(Section):
-    prompt: str | None = None
+    prompt: str | None = Field(None, json_schema_extra=GENERATIVE_TRAIN)
     """`model.kind: generative`: the user message, with {labels} and {text} placeholders; default states the
     task, lists the allowed labels and asks for comma-separated labels, or none."""
-    system: str | None = None
+    system: str | None = Field(None, json_schema_extra=GENERATIVE_TRAIN)
     """System message, for chat templates that take one."""
-    synonyms: dict[str, list[str]] = {}
+    synonyms: dict[str, list[str]] = Field({}, json_schema_extra=GENERATIVE_TRAIN)
     """Other words the answer parser accepts for a label, e.g. {anger: [angry, mad]}."""
-    fuzzy_cutoff: float = Field(0.85, gt=0, le=1)
+    fuzzy_cutoff: float = Field(0.85, gt=0, le=1, json_schema_extra=GENERATIVE_TRAIN)
     """Near-misses ("admiraton") map to the closest label when difflib's similarity reaches this; 1 = exact only."""
-    max_new_tokens: int | None = Field(None, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1, json_schema_extra=GENERATIVE_TRAIN)
     """Tokens generated per answer; default: the longest answer in the training data, plus a few."""
 
 
@@ -235,11 +263,11 @@ class Config(Section):
     thresholds: ThresholdsConfig = ThresholdsConfig()
     submission: SubmissionConfig = SubmissionConfig()
     generation: GenerationConfig = GenerationConfig()
-    output_dir: ResolvedPath | None = None
+    output_dir: ResolvedPath | None = Field(None, json_schema_extra=NO_OUTPUT)
     """The experiment's directory; default: runs/<config file name> next to the config."""
-    name: str | None = None
+    name: str | None = Field(None, json_schema_extra=SUBMIT)
     """Experiment name (submission file names, reports); default: the output directory's name."""
-    meta: dict[str, Any] = {}
+    meta: dict[str, Any] = Field({}, json_schema_extra=NO_OUTPUT)
     """Written by kagglemlc into the resolved config.yaml (versions, git commit); ignored on load."""
 
     @field_validator("name")
@@ -403,14 +431,28 @@ def settings_dict(cfg: Config) -> dict[str, Any]:
     return cfg.model_dump(mode="json", exclude={"meta"})
 
 
-def save_resolved(cfg: Config) -> Path:
-    """Writes `output_dir/config.yaml`: the resolved settings plus versions, git commit and time."""
+def field_marks() -> list[tuple[str, dict[str, Any]]]:
+    """(dotted key, `affects` mark) of every setting, in schema order: which stages each one changes."""
+    marks = []
+    for name, field in Config.model_fields.items():
+        section = _sections().get(name)
+        if section is None:
+            marks.append((name, field.json_schema_extra))
+        else:
+            marks += [(f"{name}.{key}", sub.json_schema_extra) for key, sub in section.model_fields.items()]
+    return marks
+
+
+def save_resolved(cfg: Config, stages: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Writes `output_dir/config.yaml`: the resolved settings plus versions, git commit, time and, when given,
+    the settings each stage's outputs were made with (`meta.stages`, see `experiment.record_settings`)."""
     config_file = Path(cfg.meta.get("config_file", "."))
     meta = {
         **cfg.meta,
         "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": package_versions(),
         "git_commit": _git_commit(config_file.parent),
+        **({"stages": stages} if stages is not None else {}),
     }
     return write_yaml(cfg.run_dir / "config.yaml", {**settings_dict(cfg), "meta": meta})
 

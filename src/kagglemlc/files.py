@@ -144,10 +144,11 @@ _HELD: set[Path] = set()
 
 
 @contextmanager
-def experiment_lock(run_dir: Path, command: str) -> Iterator[None]:
-    """Refuses a second concurrent `train`/`run` on the same experiment directory.
+def experiment_lock(run_dir: Path, command: str, name: str = ".lock") -> Iterator[None]:
+    """Refuses a second concurrent `run` on the same experiment directory (or, with `name`, a second
+    `train` of the same fold: two machines may train two folds of one experiment on a shared disk).
 
-    An OS lock (flock) on `<run_dir>/.lock`: the kernel drops it when its process dies, so a lock
+    An OS lock (flock) on `<run_dir>/<name>`: the kernel drops it when its process dies, so a lock
     left by a killed run is never stale. Re-entrant within one process (`run` calls `train`).
 
     Raises:
@@ -157,7 +158,7 @@ def experiment_lock(run_dir: Path, command: str) -> Iterator[None]:
 
     from kagglemlc.errors import KaggleMLCError
 
-    path = (Path(run_dir) / ".lock").resolve()
+    path = (Path(run_dir) / name).resolve()
     if path in _HELD:
         yield
         return

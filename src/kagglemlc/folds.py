@@ -21,10 +21,11 @@ from rich.table import Table
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from kagglemlc.competition import arrow_ids, cached_competition
-from kagglemlc.config import Config, save_resolved
+from kagglemlc.config import Config
 from kagglemlc.console import info, stdout, warn
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import write_parquet
+from kagglemlc.experiment import changed_settings, guard_trained, record_settings
+from kagglemlc.files import file_lock, write_parquet
 
 FOLDS_FILE = "folds.parquet"
 
@@ -152,6 +153,7 @@ def prepare(cfg: Config) -> Path:
     Returns:
         The path of folds.parquet.
     """
+    guard_trained(cfg)  # a new split would not match the folds already trained on the old one
     start = time.perf_counter()
     # through the cache: the stages after training then find the competition parsed and validated
     with cached_competition(cfg.competition, cfg.run_dir, with_test=True, group_column=cfg.cv.group_column) as data:
@@ -163,7 +165,7 @@ def prepare(cfg: Config) -> Path:
                     f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: "
                     "some folds validate without it"
                 )
-        save_resolved(cfg)
+        record_settings(cfg)
         folds = pd.DataFrame({"id": data.train_ids.astype(str), "fold": fold})
         path = write_parquet(cfg.run_dir / FOLDS_FILE, folds)
     _print_table(data.label_names, counts, np.bincount(fold, minlength=cfg.cv.folds))
@@ -174,3 +176,26 @@ def prepare(cfg: Config) -> Path:
         f"{spread[worst]} ('{data.label_names[worst]}'); {time.perf_counter() - start:.1f}s → {path}"
     )
     return path
+
+
+def ensure_folds(cfg: Config, remake: bool = False) -> Path:
+    """folds.parquet, made exactly as `prepare` makes it when it is absent (or when `remake`).
+
+    `kagglemlc train --fold 0` is the first command users type in a competition folder. Two processes that
+    start at once on a shared disk take turns here: the second finds the first one's file and uses it.
+
+    Raises:
+        KaggleMLCError: the file on disk was made with other split settings than the config's.
+    """
+    path = cfg.run_dir / FOLDS_FILE
+    with file_lock(cfg.run_dir / ".folds.lock"):
+        if path.is_file() and not remake:
+            changes = changed_settings(cfg, ("prepare",))
+            if changes:
+                raise KaggleMLCError(
+                    f"{path} was made with other settings ({'; '.join(changes[:4])}); "
+                    "run `kagglemlc prepare` to split again, or undo the change"
+                )
+            return path
+        info(f"{path}: {'making it again' if path.is_file() else 'not found'}; splitting as `kagglemlc prepare` does")
+        return prepare(cfg)

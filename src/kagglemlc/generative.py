@@ -47,7 +47,7 @@ from kagglemlc.config import Config
 from kagglemlc.console import info
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import probability_frame, write_json, write_parquet
-from kagglemlc.folds import fold_dir
+from kagglemlc.folds import ensure_folds, fold_dir
 from kagglemlc.metrics import PROB_METRICS, score
 from kagglemlc.predict import gather_results, process_batches
 
@@ -565,6 +565,7 @@ def zero_shot(cfg: Config, sample: int | None = None) -> dict:
 
     if cfg.model.kind != "generative":
         raise KaggleMLCError(f"zero-shot needs model.kind: generative (the config has '{cfg.model.kind}')")
+    ensure_folds(cfg)  # the first command in a fresh folder sets the experiment up as `prepare` does
     data = load_competition(cfg.competition)
     n = len(data.train_texts)
     rows = np.arange(n)

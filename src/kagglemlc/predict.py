@@ -9,6 +9,8 @@ place, so ids never get permuted.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import torch
@@ -18,10 +20,11 @@ from accelerate.utils import gather_object
 from kagglemlc.batching import Encodings, collate, sorted_batches, tokenize
 from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config
-from kagglemlc.console import info
+from kagglemlc.console import info, is_main_process
 from kagglemlc.ensemble import combine_fold_tests
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import probability_frame, write_parquet
+from kagglemlc.experiment import content_digest, guard_trained, record_settings
+from kagglemlc.files import probability_frame, write_json, write_parquet
 from kagglemlc.folds import fold_dir, read_folds
 
 
@@ -114,8 +117,30 @@ def predict_test(
     return None
 
 
-def predict(cfg: Config, fold: int | None = None) -> None:
-    """Test probabilities from the saved model of one fold (or every fold)."""
+TEST_DIGEST = "test_sha256"  # in fold{k}/metrics.json: the content of the test file fold{k}/test.parquet predicts
+
+
+def _test_is_current(cfg: Config, fold: int, digest: str) -> bool:
+    folder = fold_dir(cfg, fold)
+    try:
+        recorded = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get(TEST_DIGEST)
+    except (OSError, ValueError):
+        return False
+    return recorded == digest and (folder / "test.parquet").is_file()
+
+
+def _note_test_digest(cfg: Config, fold: int, digest: str) -> None:
+    path = fold_dir(cfg, fold) / "metrics.json"
+    if path.is_file():
+        write_json(path, {**json.loads(path.read_text(encoding="utf-8")), TEST_DIGEST: digest})
+
+
+def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> None:
+    """Test probabilities from the saved model of one fold (or every fold): after the test file changed, or with
+    overrides pointing at another one (`competition.test=... competition.sample_submission=...`).
+
+    With `only_stale` (what `run` does), folds whose test predictions already come from this test file are kept.
+    """
     from kagglemlc.modeling import build_tokenizer, load_trained
     from kagglemlc.train import make_accelerator
 
@@ -123,14 +148,22 @@ def predict(cfg: Config, fold: int | None = None) -> None:
     if data.test_texts is None:
         raise KaggleMLCError("competition.test is not set: there is nothing to predict")
     read_folds(cfg.run_dir)
-    accelerator = make_accelerator(cfg)
-    for k in [fold] if fold is not None else range(cfg.cv.folds):
+    if is_main_process():
+        guard_trained(cfg)  # the saved models must be the config's: the same text column, max_length, ...
+        record_settings(cfg)  # the test file these predictions come from
+    digest = content_digest(cfg.competition.test)
+    folds = [fold] if fold is not None else range(cfg.cv.folds)
+    folds = [k for k in folds if not (only_stale and _test_is_current(cfg, k, digest))]
+    accelerator = make_accelerator(cfg) if folds else None
+    for k in folds:
         model_dir = fold_dir(cfg, k) / "model"
         if not model_dir.is_dir():
             raise KaggleMLCError(f"{model_dir} not found; run `kagglemlc train --fold {k}` first")
         tokenizer = build_tokenizer(cfg, str(model_dir))
         model = accelerator.prepare_model(load_trained(cfg, model_dir, data), evaluation_mode=True)
         predict_test(model, tokenizer, cfg, data, accelerator, k)
+        if accelerator.is_main_process:
+            _note_test_digest(cfg, k, digest)
         info(f"fold {k}: test predictions → {fold_dir(cfg, k) / 'test.parquet'}")
-    if accelerator.is_main_process:
+    if is_main_process():
         combine_folds(cfg, data)

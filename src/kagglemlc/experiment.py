@@ -1,0 +1,149 @@
+"""Which settings made what is on disk, and the check that keeps trained folds and the config in step.
+
+    stage_settings(cfg)["train"]        # {"train.lr": 5e-05, ...}: the settings marked as changing trained folds
+    guard_trained(cfg, restart=False)   # one error line when folds on disk were trained with other settings
+    record_settings(cfg)                # <output_dir>/config.yaml, with the settings of every stage in meta.stages
+
+The record of what the fold models on disk used is `<output_dir>/config.yaml`: it is rewritten only after
+`guard_trained` has passed, so it always describes the models there. Which setting changes which stage is
+declared on the config schema itself (`config.affects`), not here.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kagglemlc.competition import read_header
+from kagglemlc.config import STAGES, Config, field_marks, save_resolved, settings_dict
+from kagglemlc.console import info
+from kagglemlc.errors import KaggleMLCError
+from kagglemlc.files import experiment_lock, file_digest
+
+# what a fold folder holds once training has started (a checkpoint) or ended (a model, metrics.json)
+TRAINED_MARKS = ("checkpoint", "checkpoint.old", "model", "metrics.json")
+COLUMNS_KEY = "competition.sample_submission columns"
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_digest(Path(path))
+
+
+def content_digest(path: str | Path | None) -> str:
+    """sha256 of a file, hashed once per process while its size and modification time stay the same."""
+    if path is None or not Path(path).is_file():
+        return "absent"
+    stat = Path(path).stat()
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _label_columns(cfg: Config) -> list[str] | None:
+    """The sample submission's column names: with `labels: auto` they are the label names, so they decide the folds."""
+    comp = cfg.competition
+    if comp.labels != "auto" or comp.sample_submission is None or not comp.sample_submission.is_file():
+        return None
+    return read_header(comp.sample_submission, comp.encoding, comp.delimiter)
+
+
+def stage_settings(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Every stage's own settings, as {dotted key: value}; files count by their content's sha256.
+
+    A stage's output also depends on its upstream stages' settings (see `pipeline.UPSTREAM`).
+    """
+    values = settings_dict(cfg)
+    result: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
+    for key, mark in field_marks():
+        if not mark["stages"] or (mark["kinds"] and cfg.model.kind not in mark["kinds"]):
+            continue
+        section, _, name = key.rpartition(".")
+        value = values[section][name] if section else values[name]
+        if mark["file"]:
+            value = content_digest(value)
+        for stage in mark["stages"]:
+            result[stage][key] = value
+    result["prepare"][COLUMNS_KEY] = _label_columns(cfg)
+    return result
+
+
+def record_settings(cfg: Config) -> Path:
+    """Writes `<output_dir>/config.yaml` with every stage's settings; call it only once `guard_trained` passed."""
+    return save_resolved(cfg, stages=stage_settings(cfg))
+
+
+def recorded_settings(run_dir: Path) -> dict[str, dict[str, Any]] | None:
+    """The stage settings `config.yaml` recorded (None when there is no record)."""
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    stages = (raw.get("meta") or {}).get("stages") if isinstance(raw, dict) else None
+    return stages if isinstance(stages, dict) else None
+
+
+def changed_settings(cfg: Config, stages: tuple[str, ...]) -> list[str]:
+    """The settings of `stages` that differ from the record in config.yaml, as "key old → new" (empty: none)."""
+    recorded = recorded_settings(cfg.run_dir)
+    if recorded is None:
+        return []
+    current = stage_settings(cfg)
+    changes = []
+    files = {key for key, mark in field_marks() if mark["file"]} | {COLUMNS_KEY}
+    for stage in stages:
+        old, new = recorded.get(stage) or {}, current[stage]
+        for key in sorted(old.keys() | new.keys()):
+            was, now_is = old.get(key), new.get(key)
+            if was != now_is:
+                changes.append(f"{key} (content changed)" if key in files else f"{key} {was!r} → {now_is!r}")
+    return changes
+
+
+def fold_lock_name(fold: int) -> str:
+    """The lock file of one fold in the experiment folder (outside fold{k}/, which --restart removes)."""
+    return f".lock-fold{fold}"
+
+
+def trained_folds(run_dir: Path) -> list[Path]:
+    """Fold folders holding anything trained: a checkpoint, a model or a complete fold's metrics."""
+    folders = sorted(run_dir.glob("fold[0-9]*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1)
+    return [f for f in folders if f.is_dir() and f.name[4:].isdigit() and any((f / m).exists() for m in TRAINED_MARKS)]
+
+
+def guard_trained(cfg: Config, restart: bool = False) -> bool:
+    """Stops when the folds on disk were trained with other settings than `cfg`'s; with `restart`, discards them.
+
+    Nothing trained is ever deleted without `restart`. Settings that only change later stages (thresholds,
+    submission, the test file) never trip it.
+
+    Returns:
+        True when trained folds were discarded (the folds file must then be made again too).
+
+    Raises:
+        KaggleMLCError: one line naming the changed keys and the two ways on.
+    """
+    changes = changed_settings(cfg, ("prepare", "train"))
+    folds = trained_folds(cfg.run_dir)
+    if not changes or not folds:
+        return False
+    shown = "; ".join(changes[:4]) + (f"; +{len(changes) - 4} more" if len(changes) > 4 else "")
+    if not restart:
+        raise KaggleMLCError(
+            f"{cfg.run_dir}: {len(folds)} trained fold(s) used other settings ({shown}); nothing was changed. "
+            "Train into a new folder (output_dir=runs/<new name>) or add --restart to discard them and retrain"
+        )
+    discard_folds(cfg, [int(f.name[4:]) for f in folds])
+    info(f"--restart: settings changed ({shown}); discarded {', '.join(f.name for f in folds)} to retrain")
+    return True
+
+
+def discard_folds(cfg: Config, folds: list[int]) -> None:
+    """Removes the folds' folders and the combined predictions that held them (the user asked: --restart)."""
+    for k in folds:
+        with experiment_lock(cfg.run_dir, "train --restart", fold_lock_name(k)):  # not while another run trains it
+            shutil.rmtree(cfg.run_dir / f"fold{k}", ignore_errors=True)
+    for combined in ("oof.parquet", "test.parquet"):
+        (cfg.run_dir / combined).unlink(missing_ok=True)

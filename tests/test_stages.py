@@ -1,0 +1,192 @@
+"""Which stages `run` redoes after an edit: every config field changed in turn, against a table written here.
+
+The stage functions are replaced by recorders that write their outputs instantly, so `kagglemlc run`'s own
+skipping logic (fingerprints from the schema's `affects` marks, stages.json) is what is tested, for every
+field, in seconds. The table is the specification: a new config field fails `test_every_field_has_an_entry`
+until someone states here which stages it changes.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import make_competition
+from kagglemlc import pipeline
+from kagglemlc.config import STAGES, Config, field_marks, load_config
+
+ALL = set(STAGES)
+FROM_TRAIN = {"train", "predict", "tune-thresholds", "submit"}
+FROM_PREDICT = {"predict", "submit"}
+FROM_THRESHOLDS = {"tune-thresholds", "submit"}
+NOTHING: set[str] = set()
+
+# field → (another valid value, the stages `run` must redo). "FILE" = the same path with other content.
+EDITS: dict[str, tuple[object, set[str]]] = {
+    "competition.slug": ("other-competition", NOTHING),
+    "competition.train": ("FILE", ALL),
+    "competition.test": ("FILE", FROM_PREDICT),
+    "competition.sample_submission": ("FILE", {"submit"}),
+    "competition.id_column": ("row_id", ALL),
+    "competition.text_column": ("body", FROM_TRAIN),
+    "competition.labels": (["joy", "anger", "fear"], ALL),
+    "competition.label_format": ("list", ALL),
+    "competition.label_column": ("tags", ALL),
+    "competition.label_separator": (";", ALL),
+    "competition.label_names_file": ("FILE", ALL),
+    "competition.task": ("binary", ALL),
+    "competition.metric": ("f1_micro", FROM_TRAIN),
+    "competition.encoding": ("latin-1", ALL),
+    "competition.delimiter": (";", ALL),
+    "cv.folds": (4, ALL),
+    "cv.seed": (7, ALL),
+    "cv.group_column": ("group", ALL),
+    "model.name": ("other-model", FROM_TRAIN),
+    "model.kind": ("decoder", FROM_TRAIN),
+    "model.max_length": (64, FROM_TRAIN),
+    "model.cache_dir": ("hf-cache", NOTHING),
+    "model.trust_remote_code": (True, FROM_TRAIN),
+    "adapter.method": ("lora", FROM_TRAIN),
+    "adapter.r": (8, FROM_TRAIN),
+    "adapter.alpha": (8, FROM_TRAIN),
+    "adapter.dropout": (0.1, FROM_TRAIN),
+    "adapter.target_modules": (["query"], FROM_TRAIN),
+    "adapter.use_rslora": (True, FROM_TRAIN),
+    "adapter.use_dora": (True, FROM_TRAIN),
+    "adapter.gradient_checkpointing": (True, NOTHING),
+    "train.epochs": (5, FROM_TRAIN),
+    "train.max_steps": (10, FROM_TRAIN),
+    "train.lr": (1e-3, FROM_TRAIN),
+    "train.head_lr": (1e-3, FROM_TRAIN),
+    "train.weight_decay": (0.1, FROM_TRAIN),
+    "train.batch_size": (8, FROM_TRAIN),
+    "train.eval_batch_size": (16, NOTHING),
+    "train.grad_accum": (2, FROM_TRAIN),
+    "train.max_grad_norm": (0.5, FROM_TRAIN),
+    "train.scheduler": ("cosine", FROM_TRAIN),
+    "train.warmup_ratio": (0.2, FROM_TRAIN),
+    "train.optimizer": ("adamw_8bit", FROM_TRAIN),
+    "train.precision": ("no", FROM_TRAIN),
+    "train.loss": ("focal", FROM_TRAIN),
+    "train.class_weights": ("sqrt", FROM_TRAIN),
+    "train.focal_gamma": (1.0, FROM_TRAIN),
+    "train.asl_gamma_neg": (2.0, FROM_TRAIN),
+    "train.asl_gamma_pos": (1.0, FROM_TRAIN),
+    "train.asl_clip": (0.1, FROM_TRAIN),
+    "train.label_smoothing": (0.1, FROM_TRAIN),
+    "train.eval_every": (5, FROM_TRAIN),
+    "train.checkpoint_every": (7, NOTHING),
+    "train.early_stopping_patience": (5, FROM_TRAIN),
+    "train.group_by_length": (False, FROM_TRAIN),
+    "train.seed": (1, FROM_TRAIN),
+    "train.report_to": ("tensorboard", NOTHING),
+    "train.tracker_project": ("my-project", NOTHING),
+    "train.log_every": (5, NOTHING),
+    "train.log_every_seconds": (5.0, NOTHING),
+    "thresholds.strategy": ("global", FROM_THRESHOLDS),
+    "thresholds.value": (0.3, FROM_THRESHOLDS),
+    "thresholds.multiclass_bias": (True, FROM_THRESHOLDS),
+    "submission.kind": ("probabilities", {"submit"}),
+    "submission.dir": ("other-submissions", {"submit"}),
+    # generation settings change what a generative model learns and answers; an encoder never reads them
+    "generation.prompt": ("Labels for: {text}\nChoose from {labels}.", NOTHING),
+    "generation.system": ("You label texts.", NOTHING),
+    "generation.synonyms": ({"joy": ["happy"]}, NOTHING),
+    "generation.fuzzy_cutoff": (0.9, NOTHING),
+    "generation.max_new_tokens": (12, NOTHING),
+    "output_dir": ("NOT-EDITED", NOTHING),  # another output_dir is another experiment
+    "name": ("renamed", {"submit"}),
+    "meta": ("NOT-EDITED", NOTHING),  # written by kagglemlc, ignored on load
+}
+GENERATIVE_EDITS = [key for key in EDITS if key.startswith("generation.")]
+
+
+def test_every_field_has_an_entry_and_a_mark():
+    keys = [key for key, _ in field_marks()]
+    assert sorted(keys) == sorted(EDITS), set(keys) ^ set(EDITS)
+    for key, mark in field_marks():
+        assert set(mark) == {"stages", "file", "kinds"} and set(mark["stages"]) <= ALL, key
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Replaces the five stage functions by recorders that write the stage's outputs at once."""
+    calls: list[str] = []
+
+    def stage(name: str, output: str | None):
+        def work(cfg: Config, *args, **kwargs):
+            calls.append(name)
+            if output is None:
+                return None
+            path = (cfg.submission.dir if name == "submit" else cfg.run_dir) / output
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(name)
+            return path
+
+        return work
+
+    monkeypatch.setattr("kagglemlc.folds.prepare", stage("prepare", "folds.parquet"))
+    monkeypatch.setattr("kagglemlc.train.train", stage("train", "oof.parquet"))
+    monkeypatch.setattr("kagglemlc.predict.predict", stage("predict", "test.parquet"))
+    monkeypatch.setattr("kagglemlc.thresholds.tune_thresholds", stage("tune-thresholds", "thresholds.json"))
+    monkeypatch.setattr("kagglemlc.submit.submit", stage("submit", "sub.csv"))
+    return calls
+
+
+def _edit(folder, key: str, value: object) -> list[str]:
+    """The override for `key` (file fields: the same path, its content changed on disk)."""
+    if value == "FILE":
+        files = {
+            "competition.train": "train.csv",
+            "competition.test": "test.csv",
+            "competition.sample_submission": "sample_submission.csv",
+            "competition.label_names_file": "label_names.txt",
+        }
+        path = folder / files[key]
+        path.write_text(path.read_text() + ("\n" if key.endswith("label_names_file") else "") + "extra\n")
+        return []
+    if isinstance(value, list | dict):
+        import json
+
+        return [f"{key}={json.dumps(value)}"]
+    return [f"{key}={value}"]
+
+
+@pytest.mark.parametrize("kind", ["encoder", "generative"])
+def test_each_field_edit_redoes_exactly_its_stages(tmp_path, recorded, kind):
+    keys = [k for k in EDITS if EDITS[k][0] != "NOT-EDITED"]
+    if kind == "generative":
+        keys = GENERATIVE_EDITS
+    failures = []
+    for key in keys:
+        folder = tmp_path / key.replace(".", "_")
+        path = make_competition(folder, n_train=12, n_test=4, config={"model": {"kind": kind}})
+        (folder / "label_names.txt").write_text("joy\nanger\nfear\n")
+        base = [f"competition.label_names_file={folder / 'label_names.txt'}", f"submission.dir={folder / 'subs'}"]
+        pipeline.run(load_config(path, base))
+        assert recorded == list(STAGES), recorded
+        recorded.clear()
+        pipeline.run(load_config(path, base))
+        assert recorded == [], f"an unedited rerun redid {recorded}"
+        value, expected = EDITS[key]
+        if kind == "generative":
+            expected = FROM_TRAIN
+        if key == "submission.dir":
+            value = folder / "other-submissions"
+        pipeline.run(load_config(path, base + _edit(folder, key, value)))
+        if set(recorded) != expected:
+            failures.append(f"{key}: redid {sorted(recorded)}, expected {sorted(expected)}")
+        recorded.clear()
+    assert not failures, "\n".join(failures)
+
+
+def test_a_copy_of_the_training_file_elsewhere_changes_nothing(tmp_path, recorded):
+    path = make_competition(tmp_path, n_train=12, n_test=4)
+    pipeline.run(load_config(path))
+    recorded.clear()
+    copy = tmp_path / "copy" / "train.csv"
+    copy.parent.mkdir()
+    copy.write_bytes((tmp_path / "train.csv").read_bytes())
+    pipeline.run(load_config(path, [f"competition.train={copy}"]))
+    assert recorded == []
+    pd.read_csv(copy)  # the copy is a real competition file
