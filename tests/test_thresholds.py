@@ -88,6 +88,7 @@ def test_search_objective_is_the_tuned_metric(decimals):
             ("multilabel", "f1_macro", slice(None)),
             ("multilabel", "f1_weighted", slice(None)),
             ("multilabel", "f1_micro", slice(None)),
+            ("binary", "f1", [3]),
             ("binary", "f1_macro", [3]),
             ("binary", "accuracy", [0]),
             ("binary", "roc_auc", [4]),

@@ -3,7 +3,22 @@
     score("f1_macro", y_true, probs, task="multilabel")   # thresholds default to 0.5
 
 `y_true` is always an (n, L) 0/1 matrix (one-hot for multiclass, one column for binary) and `probs`
-the matching probability matrix, so every stage scores every task the same way.
+the matching probability matrix, so every stage scores every task the same way. Each metric is
+scikit-learn's, on what the task's rows are:
+- multilabel: the label matrix, one label per column (also with a single label, which sklearn alone
+  would read as the classes 0 and 1 of a binary task).
+- multiclass and binary: one class per row, every class counted (binary: classes 0 and 1), as sklearn
+  scores class indices with `labels=` all classes. So `f1_macro` of a binary task is the mean F1 of
+  the two classes, `f1_micro` is accuracy, and the sample-wise `f1_samples` and `jaccard` are
+  accuracy too (a row's set of classes is its one class).
+- `f1`: the positive class's F1 (sklearn's default `average="binary"`), what binary competitions
+  usually mean by F1. Binary tasks only: a multilabel or multiclass task has no one positive class.
+- `roc_auc`: the mean one-vs-rest AUC over the labels (classes) with both positive and negative rows;
+  NaN when none has (AUC is undefined for a constant label).
+- `log_loss`: multiclass: the cross-entropy of the true class (sklearn's multiclass log loss), rows
+  rescaled to sum to 1 first as Kaggle does; binary: the binary log loss; multilabel: the mean over
+  labels of each label's binary log loss (Kaggle's "mean column-wise log loss"). Probabilities are
+  clipped to the float type's precision, as sklearn does.
 """
 
 from __future__ import annotations
@@ -13,21 +28,64 @@ from collections.abc import Callable
 import numpy as np
 from sklearn import metrics as skm
 
-# Metrics on hard predictions (thresholded / argmax) ...
-LABEL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "f1_macro": lambda y, p: skm.f1_score(y, p, average="macro", zero_division=0),
-    "f1_micro": lambda y, p: skm.f1_score(y, p, average="micro", zero_division=0),
-    "f1_samples": lambda y, p: skm.f1_score(y, p, average="samples", zero_division=0),
-    "f1_weighted": lambda y, p: skm.f1_score(y, p, average="weighted", zero_division=0),
-    "jaccard": lambda y, p: skm.jaccard_score(y, p, average="samples", zero_division=0),
-    "accuracy": lambda y, p: skm.accuracy_score(y, p),
+from kagglemlc.errors import KaggleMLCError
+
+
+def _f1(average: str) -> Callable[[np.ndarray, np.ndarray, list[int]], float]:
+    return lambda y, p, labels: skm.f1_score(y, p, labels=labels, average=average, zero_division=0)
+
+
+# Metrics on hard predictions (thresholded / argmax), as 0/1 matrices of classes and the columns to score
+# (`_class_matrices`) ...
+LABEL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, list[int]], float]] = {
+    "f1": lambda y, p, labels: skm.f1_score(y[:, 1], p[:, 1], zero_division=0),  # binary: column 1 = class 1
+    "f1_macro": _f1("macro"),
+    "f1_micro": _f1("micro"),
+    "f1_samples": _f1("samples"),
+    "f1_weighted": _f1("weighted"),
+    "jaccard": lambda y, p, labels: skm.jaccard_score(y, p, labels=labels, average="samples", zero_division=0),
+    "accuracy": lambda y, p, labels: skm.accuracy_score(y, p),
 }
-# ... and on probabilities.
-PROB_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "roc_auc": lambda y, p: skm.roc_auc_score(y, p, average="macro"),
-    "log_loss": lambda y, p: -skm.log_loss(y.ravel(), np.clip(p.ravel(), 1e-7, 1 - 1e-7)),
+
+
+def _roc_auc(y: np.ndarray, probs: np.ndarray, task: str) -> float:
+    both = y.min(axis=0) != y.max(axis=0)  # AUC is undefined for a constant label
+    if not both.any():
+        return float("nan")
+    return float(np.mean([skm.roc_auc_score(t, p) for t, p in zip(y[:, both].T, probs[:, both].T, strict=True)]))
+
+
+def _log_loss(y: np.ndarray, probs: np.ndarray, task: str) -> float:
+    probs = np.clip(probs, 0, 1)  # float32 rounding may step past 1, which sklearn refuses
+    if task == "multiclass":
+        total = probs.sum(axis=1, keepdims=True)
+        rows = probs / np.where(total > 0, total, 1)
+        return float(skm.log_loss(y.argmax(axis=1), rows, labels=range(y.shape[1])))
+    return float(np.mean([skm.log_loss(t, p, labels=[0, 1]) for t, p in zip(y.T, probs.T, strict=True)]))
+
+
+# ... and on probabilities; higher is better, so log loss is negated.
+PROB_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, str], float]] = {
+    "roc_auc": _roc_auc,
+    "log_loss": lambda y, p, task: -_log_loss(y, p, task),
 }
 METRIC_NAMES = tuple(LABEL_METRICS) + tuple(PROB_METRICS)
+ACCURACY_WHEN_SINGLE_LABEL = frozenset({"accuracy", "f1_micro", "f1_samples", "jaccard"})
+"""With one class per row (multiclass, binary) each of these is the share of rows classified right."""
+
+
+def metric_problem(metric: str, task: str) -> str | None:
+    """Why `metric` cannot score a `task` competition, or None when it can."""
+    if metric == "f1" and task != "binary":
+        others = "f1_macro, f1_micro, f1_weighted" + (", f1_samples" if task == "multilabel" else "")
+        return f"metric 'f1' is the positive class's F1 of a binary task; for a {task} task choose one of {others}"
+    return None
+
+
+def check_metric(metric: str, task: str) -> None:
+    """Raises KaggleMLCError when `metric` cannot score a `task` competition (`metric_problem`)."""
+    if problem := metric_problem(metric, task):
+        raise KaggleMLCError(problem)
 
 
 def hard_predictions(probs: np.ndarray, task: str, thresholds: float | np.ndarray = 0.5) -> np.ndarray:
@@ -37,21 +95,28 @@ def hard_predictions(probs: np.ndarray, task: str, thresholds: float | np.ndarra
     return (probs >= np.asarray(thresholds)).astype(np.int8)
 
 
+def _class_matrices(y: np.ndarray, hard: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(truth, predictions, columns to score): one 0/1 column per class, the form sklearn scores every task in.
+
+    Binary gets a column per class (0, then 1), so averages take both classes. A single multilabel label gets an
+    all-zero column that `columns` leaves out: sklearn reads a lone column as a binary task's classes 0 and 1.
+    """
+    if task == "binary":
+        return np.hstack([1 - y, y]), np.hstack([1 - hard, hard]), [0, 1]
+    columns = list(range(y.shape[1]))
+    if y.shape[1] == 1:
+        return np.hstack([y, np.zeros_like(y)]), np.hstack([hard, np.zeros_like(hard)]), columns
+    return y, hard, columns
+
+
 def score(metric: str, y_true: np.ndarray, probs: np.ndarray, task: str, thresholds: float | np.ndarray = 0.5) -> float:
-    """The competition metric, higher is better (log-loss is negated)."""
+    """The competition metric, higher is better (log-loss is negated); definitions in the module docstring.
+
+    Raises:
+        KaggleMLCError: a metric the task has no meaning for (`metric_problem`).
+    """
+    check_metric(metric, task)
     if metric in PROB_METRICS:
-        if metric == "roc_auc":
-            keep = y_true.min(axis=0) != y_true.max(axis=0)  # AUC is undefined for a constant label
-            return float(PROB_METRICS[metric](y_true[:, keep], probs[:, keep])) if keep.any() else float("nan")
-        return float(PROB_METRICS[metric](y_true, probs))
-    preds = hard_predictions(probs, task, thresholds)
-    if task != "multilabel" and metric != "accuracy":
-        # single-label tasks: score class indices, as sklearn's usual multiclass F1 does
-        labels = np.arange(y_true.shape[1]) if task == "multiclass" else [1]
-        true_idx = y_true.argmax(axis=1) if task == "multiclass" else y_true[:, 0]
-        pred_idx = preds.argmax(axis=1) if task == "multiclass" else preds[:, 0]
-        average = {"f1_macro": "macro", "f1_micro": "micro", "f1_weighted": "weighted"}.get(metric, "macro")
-        if task == "binary":
-            average = "binary"
-        return float(skm.f1_score(true_idx, pred_idx, labels=labels, average=average, zero_division=0))
-    return float(LABEL_METRICS[metric](y_true, preds))
+        return float(PROB_METRICS[metric](y_true, probs, task))
+    truth, preds, columns = _class_matrices(y_true, hard_predictions(probs, task, thresholds), task)
+    return float(LABEL_METRICS[metric](truth, preds, columns))

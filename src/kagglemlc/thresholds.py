@@ -7,11 +7,13 @@
 
 Every search is exact over all distinct OOF scores and vectorised with numpy: scores are sorted once
 per label, and the metric at every cut comes from cumulative counts.
-- f1_macro / f1_weighted (and binary F1): labels are independent, so each label takes its own best F1 cut
+- f1_macro / f1_weighted (multilabel): labels are independent, so each label takes its own best F1 cut
   (only a cut at a positive's score can be best: those are scored, from two sorts and binary search).
-- f1_micro / jaccard / f1_samples / accuracy couple the labels: coordinate ascent from 0.5, each step
-  the exact best cut for one label with the others fixed (never lowers the score).
+- f1_micro / jaccard / f1_samples / accuracy (multilabel) couple the labels: coordinate ascent from 0.5, each
+  step the exact best cut for one label with the others fixed (never lowers the score).
 - `thresholds.strategy: global`: one threshold for every label, exact over all n·L scores.
+- binary: one threshold, exact over every cut, for what the metric means there (`metrics`: `f1` the positive
+  class's F1, `f1_macro` / `f1_weighted` both classes' F1s averaged, the others accuracy).
 - multiclass: argmax; optionally an additive per-class bias tuned the same way (`tune_bias`).
 - roc_auc / log_loss score probabilities: thresholds cannot change them, 0.5 is written.
 
@@ -40,7 +42,7 @@ from kagglemlc.console import info
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import write_json
 from kagglemlc.folds import fold_of_rows, id_positions, same_ids
-from kagglemlc.metrics import PROB_METRICS, score
+from kagglemlc.metrics import ACCURACY_WHEN_SINGLE_LABEL, PROB_METRICS, check_metric, score
 
 OOF_FILE = "oof.parquet"
 THRESHOLDS_FILE = "thresholds.json"
@@ -123,7 +125,7 @@ def evaluate(y: np.ndarray, probs: np.ndarray, task: str, metric: str, cuts: np.
 
 def _score_decided(y: np.ndarray, hard: np.ndarray, task: str, metric: str) -> float:
     """`metrics.score` of 0/1 predictions; multilabel from counts (sklearn's formulas, many times faster)."""
-    if task != "multilabel" or y.shape[1] == 1:  # sklearn scores a single column as binary classes 0 and 1
+    if task != "multilabel":
         return score(metric, y, hard, task)
     hit = hard * y
     if metric in _ROWWISE:
@@ -250,7 +252,8 @@ def _per_label(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarra
 
 class LabelwiseF1:
     """`fit_cuts(y, probs, task, metric)[1]` for many probability matrices of the same rows, when labels take
-    their own best F1 cut (f1_macro / f1_weighted, per_label): the value only, with the truth indexed once.
+    their own best F1 cut (per_label: multilabel f1_macro / f1_weighted, binary f1): the value only, with the
+    truth indexed once.
 
     What the ensemble's weight search scores each candidate blend with. The same exact search as `_Sorted`
     (a best cut lies at a positive's score) without its cuts and per-fold counts, over the top scores only
@@ -477,6 +480,32 @@ def _global(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[float, float
     return _events_cut(np.take_along_axis(probs, order, 1).ravel(), gains.ravel(), rows[:, 0].sum() / n)
 
 
+def _binary_value(metric: str, tp: Any, predicted: Any, positives: int, n: int) -> Any:
+    """A binary task's metric (`metrics.score`) from its counts: true positives and predicted positives among
+    n rows with `positives` positives."""
+    tn = n - predicted - positives + tp
+    if metric in ACCURACY_WHEN_SINGLE_LABEL:
+        return (tp + tn) / n
+    f1 = _f1(tp, predicted, positives)
+    if metric == "f1":
+        return f1
+    f1_negative = _f1(tn, n - predicted, n - positives)
+    if metric == "f1_macro":
+        return (f1 + f1_negative) / 2
+    return (positives * f1 + (n - positives) * f1_negative) / n  # f1_weighted: by each class's rows
+
+
+def _binary_cut(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
+    """The best threshold of a binary task over every cut: the negative class's F1 (in f1_macro / f1_weighted)
+    and accuracy gain from cutting between negatives too, so no cut is skipped."""
+    order = np.argsort(probs[:, 0])[::-1]
+    n, positives = len(order), int(y[:, 0].sum())
+    tp = np.cumsum(y[order, 0], dtype=np.int64)
+    values = _binary_value(metric, tp, np.arange(1, n + 1), positives, n)
+    cut, best = _best_cut(probs[order, 0], values, _binary_value(metric, 0, 0, positives, n))
+    return np.array([float(cut)]), float(best)
+
+
 def _cumcount_by_group(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Running sum of non-negative `values` within each group, in array order."""
     order = np.argsort(groups, kind="stable")
@@ -494,8 +523,8 @@ def _multiclass_bias(y: np.ndarray, probs: np.ndarray, metric: str) -> tuple[np.
     n, n_classes = probs.shape
     truth = y.argmax(axis=1)
     positives = np.bincount(truth, minlength=n_classes)
-    # metrics.score scores multiclass as accuracy (= micro F1), weighted F1, or else macro F1
-    weights = None if metric in ("accuracy", "f1_micro") else _label_weights(metric, positives)
+    # one class per row: accuracy, or the classes' F1s averaged (macro or weighted)
+    weights = None if metric in ACCURACY_WHEN_SINGLE_LABEL else _label_weights(metric, positives)
     bias = np.zeros(n_classes)
     for _ in range(ROUNDS):
         before = bias.copy()
@@ -551,7 +580,11 @@ def fit_cuts(
 
     Returns:
         (cuts, metric value on these rows): per-label thresholds, or the multiclass bias.
+
+    Raises:
+        KaggleMLCError: a metric the task has no meaning for (`metrics.metric_problem`).
     """
+    check_metric(metric, task)
     n_labels = probs.shape[1]
     if task == "multiclass":
         if tune_bias and metric not in PROB_METRICS:
@@ -561,9 +594,9 @@ def fit_cuts(
         cuts = np.full(n_labels, 0.5)
     elif strategy == "fixed":
         cuts = np.full(n_labels, value)
+    elif task == "binary":  # one label: per_label and global are the same search
+        return _binary_cut(y, probs, metric)
     else:
-        # metrics.score scores binary tasks as the positive class's F1 (or accuracy)
-        metric = metric if task == "multilabel" or metric == "accuracy" else "f1_macro"
         if strategy == "global":
             cut, best = _global(y, probs, metric)
             return np.full(n_labels, cut), best
@@ -576,10 +609,11 @@ def cut_objective(
 ) -> Callable[[np.ndarray], float]:
     """probs -> `fit_cuts(y, probs, task, metric, strategy, value, tune_bias)[1]`: the metric after tuning the
     decision on these rows (`LabelwiseF1` where it applies)."""
-    # as `fit_cuts` decides: binary tasks are scored as the positive class's F1 unless the metric says otherwise
-    binary_f1 = task == "binary" and metric not in (*PROB_METRICS, "accuracy")
-    if strategy == "per_label" and (task == "multilabel" and metric in _LABELWISE or binary_f1):
-        return LabelwiseF1(y, "f1_macro" if binary_f1 else metric)
+    check_metric(metric, task)
+    # each label its own best F1 cut: multilabel macro / weighted F1, and the positive class's F1 of a binary task
+    labelwise = task == "multilabel" and metric in _LABELWISE or task == "binary" and metric == "f1"
+    if strategy == "per_label" and labelwise:
+        return LabelwiseF1(y, metric)
     return lambda probs: fit_cuts(y, probs, task, metric, strategy, value, tune_bias)[1]
 
 
@@ -664,7 +698,7 @@ class _ByFoldSorted:
 
 
 def _report(y, probs, fold, label_names, task, metric, **tuning) -> dict[str, Any]:
-    sortable = task == "multilabel" and metric in _LABELWISE and y.shape[1] > 1 and tuning["strategy"] == "per_label"
+    sortable = task == "multilabel" and metric in _LABELWISE and tuning["strategy"] == "per_label"
     by_fold = (_ByFoldSorted if sortable else _ByFold)(y, probs, fold, task, metric, **tuning)
     cuts = by_fold.fit()
     untuned = np.zeros(len(label_names)) if task == "multiclass" else np.full(len(label_names), 0.5)
