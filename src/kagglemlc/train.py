@@ -34,7 +34,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from kagglemlc.batching import Encodings, collate, length_grouped_batches, tokenize
 from kagglemlc.competition import CompetitionData, load_competition
-from kagglemlc.config import Config, TrainConfig, save_resolved, settings_dict
+from kagglemlc.config import Config, TrainConfig, save_resolved
 from kagglemlc.console import info, is_main_process, stderr
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import experiment_lock, file_digest, probability_frame, write_json, write_parquet
@@ -52,6 +52,7 @@ from kagglemlc.modeling import (
 )
 from kagglemlc.predict import combine_folds, fold_complete, predict_probs, predict_test
 from kagglemlc.thresholds import fit_cuts
+from kagglemlc.tracking import ProgressLog, StepLog, require_tracker, start_run
 
 PROGRESS_FILE = "progress.json"
 CHECKSUMS_FILE = "checksums.json"
@@ -77,6 +78,7 @@ def resolve_precision(precision: str) -> str:
 
 def make_accelerator(cfg: Config) -> Accelerator:
     """A fresh Accelerator for this config (one per fold; in one process the state is a singleton)."""
+    require_tracker(cfg.train.report_to)  # accelerate drops a tracker whose package is absent without a word
     log_with = None if cfg.train.report_to == "none" else cfg.train.report_to
     multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not multi_process:
@@ -358,7 +360,10 @@ class FoldTrainer:
             if t.scheduler == "reduce_on_plateau":
                 self.schedule.plateau_scale *= 0.5
         p.stopped_early = t.early_stopping_patience is not None and p.bad_evals >= t.early_stopping_patience
-        self.accelerator.log({"train_loss": train_loss, self.cfg.competition.metric: metric}, step=p.step)
+        name = self.cfg.competition.metric
+        self.accelerator.log(
+            {f"eval/{name}": metric, f"eval/{name}_at_0.5": at_half, f"eval/best_{name}": p.best_metric}, step=p.step
+        )
         self.save_checkpoint()
         rate = p.samples / max(p.train_seconds, 1e-9)
         how = "tuned" if self.gen is None else f"parsed ({entry['answers']['parse_failures']} parse failures)"
@@ -381,6 +386,11 @@ class FoldTrainer:
             console=stderr,
             disable=not (acc.is_main_process and stderr.is_terminal),
         )
+        # without a terminal (a notebook cell, a log file) the bar is off: plain lines instead
+        lines = ProgressLog(
+            self.fold, self.total_steps, p.step, t.log_every_seconds, acc.is_main_process and not stderr.is_terminal
+        )
+        tracked = StepLog(acc, t.log_every)
         done = p.stopped_early or p.step >= self.total_steps
         with bar:
             task = bar.add_task("train", total=self.total_steps, completed=p.step, status="")
@@ -394,7 +404,8 @@ class FoldTrainer:
                 groups = [batches[i : i + t.grad_accum] for i in range(0, len(batches), t.grad_accum)]
                 for micro_batches in groups[p.step_in_epoch :]:
                     start = time.perf_counter()
-                    running_loss += self.train_step(micro_batches)
+                    loss = self.train_step(micro_batches)
+                    running_loss += loss
                     n_loss += 1
                     p.train_seconds += time.perf_counter() - start
                     p.samples += sum(len(b) for b in micro_batches)
@@ -405,12 +416,10 @@ class FoldTrainer:
                         p.epoch, p.step_in_epoch = p.epoch + 1, 0
                     finished = p.step >= self.total_steps or (last_in_epoch and p.epoch >= t.epochs)
                     due = (p.step % t.eval_every == 0) if t.eval_every else last_in_epoch
-                    bar.update(
-                        task,
-                        completed=p.step,
-                        status=f"loss {running_loss / n_loss:.4f} "
-                        f"{p.samples / max(p.train_seconds, 1e-9):.0f} samples/s",
-                    )
+                    rate = p.samples / max(p.train_seconds, 1e-9)
+                    bar.update(task, completed=p.step, status=f"loss {running_loss / n_loss:.4f} {rate:.0f} samples/s")
+                    lines.maybe_log(p.step, running_loss / n_loss, rate)
+                    tracked.add(p.step, loss, self.scheduler.get_last_lr()[0], rate)
                     if due or finished:
                         done = self.evaluate(running_loss / n_loss) or finished
                         running_loss, n_loss = 0.0, 0
@@ -522,7 +531,7 @@ def _train_folds(
             continue
         trainer = FoldTrainer(cfg, data, fold_of_row, k)
         if cfg.train.report_to != "none":
-            trainer.accelerator.init_trackers(f"{cfg.name}-fold{k}", config=settings_dict(cfg))
+            start_run(trainer.accelerator, cfg, k)
         trainer.fit()
         del trainer
         gc.collect()
