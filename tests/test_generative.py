@@ -202,10 +202,11 @@ def _generative_config(folder: Path, model: Path, n_train: int, epochs: int, met
 def test_trained_model_answers_the_held_out_rows(tmp_path, cli, chat_model):
     """SFT through the real command: held-out answers parse to the right labels, probabilities rank well."""
     cfg = _generative_config(tmp_path, chat_model, n_train=300, epochs=6)
-    assert cli("prepare", cfg)[0] == 0
-    # zero-shot first (the untrained model): metrics and the parse-failure rate are written
+    # zero-shot first (the untrained model, the first command in the folder): the folds are made as `prepare`
+    # makes them, metrics and the parse-failure rate are written
     code, _, err = cli("zero-shot", cfg, "--sample", "40")
     assert code == 0, err
+    assert (tmp_path / "run" / "folds.parquet").is_file() and "splitting as `kagglemlc prepare` does" in err
     zero = json.loads((tmp_path / "run" / "zero-shot" / "metrics.json").read_text())
     assert zero["rows"] == 40 and 0 <= zero["parse_failure_rate"] <= 1 and "parse failures" in err
     assert len(pd.read_parquet(tmp_path / "run" / "zero-shot" / "answers.parquet")) == 40
@@ -245,7 +246,8 @@ def test_adapters_train_and_reload(tmp_path, cli, chat_model, method):
     cfg_text = Path(cfg).read_text().replace("lr: 0.003", "lr: 0.01")
     Path(cfg).write_text(cfg_text)
     assert cli("prepare", cfg)[0] == 0
-    code, _, err = cli("train", cfg, "--fold", "0", "train.max_steps=2", "train.eval_every=2")
+    steps = ["train.max_steps=2", "train.eval_every=2"]
+    code, _, err = cli("train", cfg, "--fold", "0", *steps)
     assert code == 0, err
     model_dir = tmp_path / "run" / "fold0" / "model"
     assert (model_dir / "adapter_config.json").is_file()
@@ -258,7 +260,9 @@ def test_adapters_train_and_reload(tmp_path, cli, chat_model, method):
     metrics = json.loads((tmp_path / "run" / "fold0" / "metrics.json").read_text())
     assert 0 < metrics["trainable_params"] < metrics["total_params"]
     test = pd.read_parquet(tmp_path / "run" / "fold0" / "test.parquet")
-    assert cli("predict", cfg, "--fold", "0")[0] == 0
+    code, _, err = cli("predict", cfg, "--fold", "0")  # the config without the overrides the model was trained with
+    assert code == 2 and "train.max_steps None → 2" not in err and "train.max_steps 2 → None" in err, err
+    assert cli("predict", cfg, "--fold", "0", *steps)[0] == 0
     pd.testing.assert_frame_equal(test, pd.read_parquet(tmp_path / "run" / "fold0" / "test.parquet"), atol=1e-4)
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import LABELS, make_competition
+from conftest import LABELS, make_competition, toy_frame
 from tiny_models import make_encoder
 
 LEARN = {"lr": 5e-3, "batch_size": 16, "eval_batch_size": 7, "early_stopping_patience": None, "precision": "no"}
@@ -184,3 +185,89 @@ def test_torchrun_two_processes_matches_one_process(tmp_path, cli, models):
     assert _metrics(tmp_path / "run", 0)["processes"] == 2
     m1, m2 = _metrics(Path(one), 0)["best_metric"], _metrics(tmp_path / "run", 0)["best_metric"]
     assert abs(m1 - m2) <= 0.02, (m1, m2)
+
+
+# --- the first command, and runs that never lose or misdescribe training ----------------------------------------
+def _fresh(folder: Path, model: Path, **train) -> Path:
+    """A competition folder as users have it: the files and a config, nothing prepared."""
+    return make_competition(
+        folder, n_train=120, config={"model": {"name": str(model), "max_length": 32}, "train": {**LEARN, **train}}
+    )
+
+
+def test_train_fold_0_is_the_first_command_in_a_fresh_folder(tmp_path, cli, models):
+    cfg = _fresh(tmp_path, models["bert"], max_steps=3)
+    code, _, err = cli("train", cfg, "--fold", "0")
+    assert code == 0, err
+    run = tmp_path / "run"
+    assert "folds.parquet: not found; splitting as `kagglemlc prepare` does" in err
+    assert (run / "fold0" / "metrics.json").is_file()
+    # exactly the folds `prepare` writes
+    assert cli("prepare", cfg, f"output_dir={tmp_path / 'prepared'}")[0] == 0
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(run / "folds.parquet"), pd.read_parquet(tmp_path / "prepared" / "folds.parquet")
+    )
+
+
+def test_two_processes_start_two_folds_at_once_on_one_folder(tmp_path, cli, models):
+    cfg = _fresh(tmp_path, models["bert"], max_steps=2)
+    procs = [_kagglemlc("train", cfg, "--fold", str(k)) for k in (0, 1)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    run = tmp_path / "run"
+    assert cli("prepare", cfg, f"output_dir={tmp_path / 'prepared'}")[0] == 0
+    folds = pd.read_parquet(run / "folds.parquet")
+    pd.testing.assert_frame_equal(folds, pd.read_parquet(tmp_path / "prepared" / "folds.parquet"))
+    for k in (0, 1):  # each process validated on the rows the shared folds file gives its fold
+        oof = pd.read_parquet(run / f"fold{k}" / "oof.parquet")
+        assert sorted(oof["id"]) == sorted(folds.loc[folds.fold == k, "id"])
+
+
+def test_a_changed_setting_over_a_complete_fold_stops_and_keeps_config_and_model(tmp_path, cli, models):
+    cfg = _fresh(tmp_path, models["bert"], max_steps=2)
+    assert cli("train", cfg, "--fold", "0")[0] == 0
+    run = tmp_path / "run"
+    code, _, err = cli("train", cfg, "--fold", "0")  # unchanged: skipped, and the way to retrain is named
+    assert code == 0 and "already complete" in err and "--restart" in err, err
+    resolved, model = (run / "config.yaml").read_text(), (run / "fold0" / "model").stat().st_mtime_ns
+
+    code, _, err = cli("train", cfg, "train.lr=1e-3", "--fold", "0")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "train.lr 0.005 → 0.001" in err and "--restart" in err and "output_dir" in err
+    assert (run / "config.yaml").read_text() == resolved  # still the settings the saved model used
+    assert (run / "fold0" / "model").stat().st_mtime_ns == model
+    code, _, err = cli("train", cfg, "train.lr=1e-3", "--fold", "1")  # another fold: the same answer
+    assert code == 2 and not (run / "fold1").exists(), err
+
+    code, _, err = cli("train", cfg, "train.lr=1e-3", "--fold", "0", "--restart")
+    assert code == 0 and "discarded fold0" in err, err
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"] == 1e-3
+    assert json.loads((run / "fold0" / "metrics.json").read_text())["history"]
+
+
+def test_a_folds_file_that_does_not_match_cv_folds_is_one_error_line(tmp_path, cli, models):
+    cfg = _setup(tmp_path, models["bert"], cli, max_steps=2)  # prepared with 3 folds
+    code, _, err = cli("train", cfg, "cv.folds=5", "--fold", "0")
+    assert code == 2 and err.count("\n") == 1 and "cv.folds 3 → 5" in err and "kagglemlc prepare" in err, err
+    assert not (tmp_path / "run" / "fold0").exists()
+    # a folds file with no record of its settings (an older kagglemlc) is checked by its content
+    (tmp_path / "run" / "config.yaml").unlink()
+    code, _, err = cli("train", cfg, "cv.folds=5", "--fold", "0")
+    assert code == 2 and err.count("\n") == 1 and "has 3 folds but cv.folds is 5" in err, err
+
+
+def test_predict_takes_overrides_for_another_test_file(tmp_path, cli, models):
+    cfg = _setup(tmp_path, models["bert"], cli, max_steps=2)
+    assert cli("train", cfg)[0] == 0
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    test = toy_frame(11, seed=5, id_prefix="x")[["id", "text"]]
+    test.to_csv(other / "test.csv", index=False)
+    pd.DataFrame({"id": test["id"], **{name: 0 for name in LABELS}}).to_csv(other / "sample.csv", index=False)
+    paths = [f"competition.test={other / 'test.csv'}", f"competition.sample_submission={other / 'sample.csv'}"]
+    code, _, err = cli("predict", cfg, *paths)
+    assert code == 0, err
+    assert pd.read_parquet(tmp_path / "run" / "test.parquet")["id"].tolist() == test["id"].tolist()
+    code, _, err = cli("predict", cfg, "train.no_such_key=1")
+    assert code == 2 and "unknown key 'train.no_such_key'" in err, err

@@ -31,7 +31,7 @@ from pydantic import (
 
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import write_yaml
-from kagglemlc.metrics import METRIC_NAMES
+from kagglemlc.metrics import METRIC_NAMES, metric_problem
 
 DEFAULT_CONFIG = Path("kagglemlc.yaml")
 
@@ -216,8 +216,7 @@ class TrainConfig(Section):
     report_to: Literal["none", "wandb", "tensorboard"] = Field("none", json_schema_extra=NO_OUTPUT)
     """Experiment tracker, through accelerate (install `kagglemlc[wandb]` or `kagglemlc[tensorboard]`)."""
     tracker_project: str | None = Field(None, json_schema_extra=NO_OUTPUT)
-    """Tracker project shared by every experiment of the competition; default: `competition.slug`, else the
-    competition folder's name. Each experiment is a group in it, each fold a run."""
+    """Tracker project shared by the competition's experiments (default: `competition.slug`, else its folder's name)."""
     log_every: int = Field(20, ge=1, json_schema_extra=NO_OUTPUT)
     """Log training loss, learning rate and samples/s to the tracker every N optimiser steps."""
     log_every_seconds: float = Field(30, gt=0, json_schema_extra=NO_OUTPUT)
@@ -281,6 +280,8 @@ class Config(Section):
     @model_validator(mode="after")
     def _check_combinations(self) -> Config:
         comp, train = self.competition, self.train
+        if problem := metric_problem(comp.metric, comp.task):
+            raise ValueError(f"competition.metric: {problem}")
         if comp.task == "multiclass" and train.loss != "ce":
             raise ValueError(f"train.loss: multiclass tasks use 'ce', not '{train.loss}'")
         if comp.task != "multiclass" and train.loss == "ce":
@@ -457,6 +458,18 @@ def save_resolved(cfg: Config, stages: dict[str, dict[str, Any]] | None = None) 
     return write_yaml(cfg.run_dir / "config.yaml", {**settings_dict(cfg), "meta": meta})
 
 
+def _redoes(mark: dict[str, Any]) -> str:
+    """A field's mark in words: the first stage(s) `run` redoes after an edit (the later ones follow)."""
+    if not mark["stages"]:
+        return "nothing"
+    said = " + ".join(mark["stages"]) + " →"
+    if mark["file"]:
+        said += " (when the file's content changes)"
+    if mark["kinds"]:
+        said += f" (model.kind: {', '.join(mark['kinds'])})"
+    return said
+
+
 def reference_markdown() -> str:
     """The config reference (every section, key, type, default and doc) as Markdown tables, for the README."""
     lines = []
@@ -464,8 +477,8 @@ def reference_markdown() -> str:
         lines += [
             f"### `{section}`" if model is not Config else "### top level",
             "",
-            "| key | type | default | meaning |",
-            "|---|---|---|---|",
+            "| key | type | default | an edit redoes | meaning |",
+            "|---|---|---|---|---|",
         ]
         for name, field in model.model_fields.items():
             if name == "meta" or (model is Config and name in _sections()):
@@ -477,6 +490,6 @@ def reference_markdown() -> str:
                 "required" if field.is_required() else f"`{field.default!r}`" if field.default is not None else "—"
             )
             doc = (field.description or "").replace("|", "\\|")
-            lines.append(f"| `{name}` | {kind} | {default} | {doc} |")
+            lines.append(f"| `{name}` | {kind} | {default} | {_redoes(field.json_schema_extra)} | {doc} |")
         lines.append("")
     return "\n".join(lines)

@@ -27,18 +27,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from kagglemlc.batching import Encodings, collate, length_grouped_batches, tokenize
 from kagglemlc.competition import CompetitionData, load_competition
-from kagglemlc.config import Config, TrainConfig, save_resolved
+from kagglemlc.config import Config, TrainConfig
 from kagglemlc.console import info, is_main_process, stderr
 from kagglemlc.errors import KaggleMLCError
+from kagglemlc.experiment import content_digest, fold_lock_name, guard_trained, record_settings
 from kagglemlc.files import experiment_lock, file_digest, probability_frame, write_json, write_parquet
-from kagglemlc.folds import fold_dir, fold_of_rows
+from kagglemlc.folds import FOLDS_FILE, ensure_folds, fold_dir, fold_of_rows
 from kagglemlc.generative import ANSWERS_FILE, GenerativeTask, answer_summary
 from kagglemlc.losses import build_loss
 from kagglemlc.metrics import score
@@ -50,7 +51,7 @@ from kagglemlc.modeling import (
     load_trained,
     save_trained,
 )
-from kagglemlc.predict import combine_folds, fold_complete, predict_probs, predict_test
+from kagglemlc.predict import TEST_DIGEST, combine_folds, fold_complete, predict_probs, predict_test
 from kagglemlc.thresholds import fit_cuts
 from kagglemlc.tracking import ProgressLog, StepLog, require_tracker, start_run
 
@@ -333,13 +334,13 @@ class FoldTrainer:
             )
         y_val, comp = self.data.y[self.val_rows][:, : probs.shape[1]], self.cfg.competition
         at_half = score(comp.metric, y_val, probs, self.data.task)
-        # Select on the metric with the thresholds the submission will use (tuned per label, as
-        # tune-thresholds does): at a fixed 0.5 a young model scores 0 on every rare label and all
-        # early checkpoints tie. Both numbers are kept in the history. Generative models are
-        # selected on their parsed answers.
-        th = self.cfg.thresholds
+        # Select on the metric with thresholds tuned per label, as tune-thresholds does by default: at a fixed
+        # 0.5 a young model scores 0 on every rare label and all early checkpoints tie. Per label whatever
+        # `thresholds.strategy` says, so the checkpoint chosen depends on training alone and a thresholds edit
+        # never retrains. Both numbers are kept in the history. Generative models are selected on their parsed
+        # answers.
         if self.gen is None:
-            metric = fit_cuts(y_val, probs, self.data.task, comp.metric, th.strategy, th.value, th.multiclass_bias)[1]
+            metric = fit_cuts(y_val, probs, self.data.task, comp.metric, "per_label", 0.5, False)[1]
         else:
             metric = self.gen.selection_metric(y_val, probs, parsed)
         entry = {
@@ -464,6 +465,7 @@ class FoldTrainer:
                     "predict_seconds": round(predict_seconds, 2),
                     "predict_samples_per_second": round(n_test / max(predict_seconds, 1e-9), 2),
                     "reload_seconds": round(reload_seconds, 2),
+                    TEST_DIGEST: content_digest(self.cfg.competition.test),
                     "precision": resolve_precision(self.cfg.train.precision),
                     "processes": acc.num_processes,
                     "peak_memory_mb": _peak_memory_mb(acc.device),
@@ -488,11 +490,13 @@ def remove_resume_state(folder: Path, everything: bool = False) -> None:
 
 
 def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:
-    """The fold of every train row (in train-file order), from folds.parquet."""
+    """The fold of every train row (in train-file order), from folds.parquet, which must hold exactly cv.folds folds."""
     fold = fold_of_rows(cfg.run_dir, data.train_ids)
-    if fold.max() >= cfg.cv.folds:
+    found = np.unique(fold)
+    if not np.array_equal(found, np.arange(cfg.cv.folds)):
         raise KaggleMLCError(
-            f"folds.parquet has {fold.max() + 1} folds but cv.folds is {cfg.cv.folds}; rerun `kagglemlc prepare`"
+            f"{cfg.run_dir / FOLDS_FILE} has {len(found)} folds but cv.folds is {cfg.cv.folds}; "
+            f"run `kagglemlc prepare` to split again (or train with --restart), or set cv.folds={len(found)}"
         )
     return fold
 
@@ -500,42 +504,52 @@ def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:
 def train(cfg: Config, fold: int | None = None, restart: bool = False) -> None:
     """Trains one fold (or every fold in turn), then combines the folds when all are complete.
 
-    With `restart`, the fold's (every fold's) checkpoint, model and predictions are discarded first and it
-    trains from scratch: the way out of a corrupted checkpoint, or a retrain of a complete fold.
+    The folds are made first when folds.parquet is absent, as `prepare` makes them. When the folds on disk were
+    trained with other settings, it stops with one line naming them; `restart` discards them instead. With
+    `restart`, the fold's (every fold's) checkpoint, model and predictions are discarded and it trains from
+    scratch: the way out of a corrupted checkpoint, or a retrain of a complete fold.
     """
     if fold is not None and not 0 <= fold < cfg.cv.folds:
         raise KaggleMLCError(f"--fold {fold}: cv.folds is {cfg.cv.folds}, so folds are 0..{cfg.cv.folds - 1}")
+    if is_main_process():
+        discarded = guard_trained(cfg, restart)
+        ensure_folds(cfg, remake=discarded or (restart and fold is None))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # the other ranks of a torchrun launch wait for the folds
+        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
     data = load_competition(cfg.competition)
     fold_of_row = fold_assignment(cfg, data)
-    # only the main process holds the lock: the other ranks of a torchrun launch are the same run
-    with experiment_lock(cfg.run_dir, "train") if is_main_process() else contextlib.nullcontext():
-        _train_folds(cfg, data, fold_of_row, fold, restart)
-
-
-def _train_folds(
-    cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fold: int | None, restart: bool = False
-) -> None:
     if is_main_process():
-        save_resolved(cfg)
+        record_settings(cfg)  # after the guard: it describes the models on disk
     for k in [fold] if fold is not None else range(cfg.cv.folds):
-        if restart:
-            if is_main_process():
-                remove_resume_state(fold_dir(cfg, k), everything=True)
-                for combined in ("oof.parquet", "test.parquet"):  # they held the discarded fold: `run` retrains
-                    (cfg.run_dir / combined).unlink(missing_ok=True)
-            info(f"fold {k}: --restart: its checkpoint, model and predictions are discarded; training from scratch")
-        elif fold_complete(cfg, k):
-            if is_main_process():
-                remove_resume_state(fold_dir(cfg, k))  # a kill after metrics.json may have left it behind
-            info(f"fold {k}: already complete ({fold_dir(cfg, k) / 'metrics.json'}); delete the folder to retrain")
-            continue
-        trainer = FoldTrainer(cfg, data, fold_of_row, k)
-        if cfg.train.report_to != "none":
-            start_run(trainer.accelerator, cfg, k)
-        trainer.fit()
-        del trainer
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        # one lock per fold: two machines may train two folds of one experiment on a shared disk; only the main
+        # process holds it (the other ranks of a torchrun launch are the same run)
+        lock = experiment_lock(cfg.run_dir, "train", fold_lock_name(k)) if is_main_process() else None
+        with lock or contextlib.nullcontext():
+            _train_fold(cfg, data, fold_of_row, k, restart)
     if is_main_process():
         combine_folds(cfg, data)
+
+
+def _train_fold(cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, k: int, restart: bool) -> None:
+    if restart:
+        if is_main_process():
+            remove_resume_state(fold_dir(cfg, k), everything=True)
+            for combined in ("oof.parquet", "test.parquet"):  # they held the discarded fold: `run` retrains
+                (cfg.run_dir / combined).unlink(missing_ok=True)
+        info(f"fold {k}: --restart: its checkpoint, model and predictions are discarded; training from scratch")
+    elif fold_complete(cfg, k):
+        if is_main_process():
+            remove_resume_state(fold_dir(cfg, k))  # a kill after metrics.json may have left it behind
+        info(
+            f"fold {k}: already complete ({fold_dir(cfg, k) / 'metrics.json'}), skipped; "
+            f"`kagglemlc train --fold {k} --restart` trains it again"
+        )
+        return
+    trainer = FoldTrainer(cfg, data, fold_of_row, k)
+    if cfg.train.report_to != "none":
+        start_run(trainer.accelerator, cfg, k)
+    trainer.fit()
+    del trainer
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
