@@ -375,7 +375,7 @@ def run_trial(trial: Trial, work: Path, model: Path, clean: dict, expected: list
     ]
     skipped = [ln.split(":")[0] for ln in rerun_log.splitlines() if "up to date" in ln]
     got = results(folder) if code == 0 else None
-    temp_after = sorted({_temp_name(t) for t in inventory(folder)["temp"]} - {".lock", ".log.lock"})
+    temp_after = sorted(name for name in {_temp_name(t) for t in inventory(folder)["temp"]} if not _is_lock(name))
     diffs = compare(clean, got) if got is not None else ["rerun failed"]
     return {
         "trial": trial.name + (f" (try {attempt})" if attempt > 1 else ""),
@@ -408,6 +408,11 @@ def key_files(outputs: list[str]) -> str:
     return " ".join(top + folds + ([f"{len(subs)} submission CSV"] if subs else []) + log) or "—"
 
 
+def _is_lock(name: str) -> bool:
+    """The OS lock files kagglemlc keeps on purpose: .lock (run), .lock-fold<k> (train), .folds.lock, .log.lock."""
+    return name.startswith(".lock") or name.endswith(".lock")
+
+
 def _temp_name(rel: str) -> str:
     """fold0/checkpoint.tmp/... → fold0/checkpoint.tmp; run/.thresholds.json.host-9.x1.tmp → .thresholds.json.*.tmp."""
     parts = rel.split("/")
@@ -422,7 +427,7 @@ def _row_cells(r: dict) -> list[str]:
     kills = "; then ".join(f"{k['killed_at']:.1f} → {k['stage']}" for k in r["kills"])
     present = " / ".join(key_files(k["outputs"]) for k in r["kills"])
     invalid = [bad for k in r["kills"] for bad in k["invalid"]]
-    temp = sorted({_temp_name(t) for k in r["kills"] for t in k["temp"]} - {".lock", ".log.lock"})
+    temp = sorted(name for name in {_temp_name(t) for k in r["kills"] for t in k["temp"]} if not _is_lock(name))
     parses = ("yes" if not invalid else "NO: " + ", ".join(invalid)) + (f" (temp: {', '.join(temp)})" if temp else "")
     rerun = f"exit {r['rerun_code']}, {r['rerun_s']:.1f} s"
     if r["resumed"]:
