@@ -95,7 +95,8 @@ def changed_settings(cfg: Config, stages: tuple[str, ...]) -> list[str]:
     files = {key for key, mark in field_marks() if mark["file"]} | {COLUMNS_KEY}
     for stage in stages:
         old, new = recorded.get(stage) or {}, current[stage]
-        for key in sorted(old.keys() | new.keys()):
+        # keys both sides have first: the edit the user made, before the settings it brought in or out
+        for key in sorted(old.keys() | new.keys(), key=lambda k: (k not in old or k not in new, k)):
             was, now_is = old.get(key), new.get(key)
             if was != now_is:
                 changes.append(f"{key} (content changed)" if key in files else f"{key} {was!r} → {now_is!r}")
