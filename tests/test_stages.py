@@ -14,6 +14,7 @@ import pytest
 from conftest import make_competition
 from kagglemlc import pipeline
 from kagglemlc.config import STAGES, Config, field_marks, load_config
+from kagglemlc.defaults import resolve_defaults
 
 ALL = set(STAGES)
 FROM_TRAIN = {"train", "predict", "tune-thresholds", "submit"}
@@ -68,7 +69,7 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "train.optimizer": ("adamw_8bit", FROM_TRAIN),
     "train.precision": ("no", FROM_TRAIN),
     "train.loss": ("focal", FROM_TRAIN),
-    "train.class_weights": ("sqrt", FROM_TRAIN),
+    "train.class_weights": ("balanced", FROM_TRAIN),
     "train.focal_gamma": (1.0, FROM_TRAIN),
     "train.asl_gamma_neg": (2.0, FROM_TRAIN),
     "train.asl_gamma_pos": (1.0, FROM_TRAIN),
@@ -125,6 +126,8 @@ def recorded(monkeypatch):
 
         return work
 
+    # the defaults that need no data (max_length: auto stays auto): edits here need not make valid files
+    monkeypatch.setattr("kagglemlc.pipeline._choose_defaults", resolve_defaults)
     monkeypatch.setattr("kagglemlc.folds.prepare", stage("prepare", "folds.parquet"))
     monkeypatch.setattr("kagglemlc.train.train", stage("train", "oof.parquet"))
     monkeypatch.setattr("kagglemlc.predict.predict", stage("predict", "test.parquet"))

@@ -78,6 +78,12 @@ THRESHOLDS = affects("tune-thresholds")
 SUBMIT, SUBMIT_FILE = affects("submit"), affects("submit", file=True)
 
 
+# `auto`: chosen by `kagglemlc.defaults` from the model kind, the checkpoint and the data (the rules are in the
+# README's config reference); whatever the config sets instead is used as it is.
+AUTO = "auto"
+Auto = Literal["auto"]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
 
@@ -129,8 +135,8 @@ class ModelConfig(Section):
     """A local path, a hub id already in the local cache, or the bundled alias `minilm`."""
     kind: Literal["encoder", "decoder", "generative"] = Field("encoder", json_schema_extra=TRAIN)
     """encoder (classification head), decoder (LLM + classification head), generative (text out, parsed)."""
-    max_length: int = Field(128, ge=8, json_schema_extra=TRAIN)
-    """Longest input in tokens; longer texts are truncated."""
+    max_length: Annotated[int, Field(ge=8)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
+    """Longest input in tokens; longer texts are truncated. auto: see Defaults."""
     cache_dir: ResolvedPath | None = Field(None, json_schema_extra=NO_OUTPUT)
     """Hugging Face cache to look in (default: $HF_HOME / the usual cache). Nothing is downloaded."""
     trust_remote_code: bool = Field(False, json_schema_extra=TRAIN)
@@ -157,18 +163,18 @@ class AdapterConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(3, ge=1, json_schema_extra=TRAIN)
-    """Passes over the fold's training rows."""
+    epochs: Annotated[int, Field(ge=1)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
+    """Passes over the fold's training rows. auto: by model kind (see Defaults)."""
     max_steps: int | None = Field(None, ge=1, json_schema_extra=TRAIN)
     """Stop after this many optimiser steps (debugging, smoke runs)."""
-    lr: float = Field(5e-5, gt=0, json_schema_extra=TRAIN)
-    """Peak learning rate."""
-    head_lr: float | None = Field(None, gt=0, json_schema_extra=TRAIN)
-    """Peak learning rate of the new classification head (default: `lr`); higher helps on small data."""
+    lr: Annotated[float, Field(gt=0)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
+    """Peak learning rate. auto: by model kind and adapter (see Defaults)."""
+    head_lr: Annotated[float, Field(gt=0)] | None | Auto = Field(AUTO, json_schema_extra=TRAIN)
+    """Peak learning rate of the new classification head (null: `lr`). auto: by checkpoint type (see Defaults)."""
     weight_decay: float = Field(0.01, ge=0, json_schema_extra=TRAIN)
     """AdamW weight decay (not applied to biases and norms)."""
-    batch_size: int = Field(32, ge=1, json_schema_extra=TRAIN)
-    """Training rows per device per step."""
+    batch_size: Annotated[int, Field(ge=1)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
+    """Training rows per device per step. auto: by model kind (see Defaults)."""
     eval_batch_size: int = Field(128, ge=1, json_schema_extra=NO_OUTPUT)
     """Rows per forward pass in evaluation and prediction."""
     grad_accum: int = Field(1, ge=1, json_schema_extra=TRAIN)
@@ -177,8 +183,8 @@ class TrainConfig(Section):
     """Gradient clipping norm; null disables clipping."""
     scheduler: Literal["linear", "cosine", "constant", "reduce_on_plateau"] = Field("linear", json_schema_extra=TRAIN)
     """Learning-rate schedule after warmup."""
-    warmup_ratio: float = Field(0.06, ge=0, lt=1, json_schema_extra=TRAIN)
-    """Fraction of the steps spent warming up."""
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
+    """Fraction of the steps spent warming up. auto: by model kind (see Defaults)."""
     optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = Field("adamw", json_schema_extra=TRAIN)
     """adamw (torch) or the bitsandbytes 8-bit variants."""
     precision: Literal["auto", "bf16", "fp16", "no"] = Field("auto", json_schema_extra=TRAIN)
@@ -191,8 +197,8 @@ class TrainConfig(Section):
 
     loss: Literal["bce", "focal", "asl", "ce"] = Field("bce", json_schema_extra=TRAIN)
     """bce / focal / asl (asymmetric) for multilabel and binary; ce for multiclass."""
-    class_weights: Literal["none", "balanced", "sqrt"] = Field("none", json_schema_extra=TRAIN)
-    """Per-label positive weights from the fold's training rows."""
+    class_weights: Literal["auto", "none", "balanced", "sqrt"] = Field(AUTO, json_schema_extra=TRAIN)
+    """Per-label positive weights from the fold's training rows. auto: by task and metric (see Defaults)."""
     focal_gamma: float = Field(2.0, ge=0, json_schema_extra=TRAIN)
     """Focal loss gamma."""
     asl_gamma_neg: float = Field(4.0, ge=0, json_schema_extra=TRAIN)
@@ -350,10 +356,23 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     target[parts[-1]] = value
 
 
+def _setting_key(loc: tuple) -> str:
+    """The dotted setting a pydantic error location names, without the union branch it tried ("constrained-float")."""
+    depth = 2 if loc and str(loc[0]) in _sections() else 1
+    return ".".join(str(p) for p in loc[:depth])
+
+
 def _format_error(source: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    more = f" (+{err.error_count() - 1} more errors)" if err.error_count() > 1 else ""
+    errors = err.errors()
+    first = errors[0]
+    key = _setting_key(first["loc"]) or "(top level)"
+    # a setting that also takes `auto` fails once per union branch: one error, saying that auto is allowed
+    same = [e for e in errors if _setting_key(e["loc"]) == key]
+    if len(first["loc"]) > len(key.split(".")) and any("literal['auto']" in map(str, e["loc"]) for e in same):
+        first = {**first, "msg": first["msg"] + " (or auto)"}
+        errors = [first] + [e for e in errors if _setting_key(e["loc"]) != key]
+    count = len(errors)
+    more = f" (+{count - 1} more errors)" if count > 1 else ""
     if first["type"] == "extra_forbidden":
         parent = first["loc"][:-1]
         model: type[BaseModel] = Config
@@ -485,7 +504,11 @@ def reference_markdown() -> str:
                 continue
             kind = str(field.annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "")
             kind = kind.replace("'>", "").replace("Annotated[Path, AfterValidator(func=<function _resolve_path", "Path")
-            kind = re.sub(r" at 0x[0-9a-f]+>\)\]", "", kind).replace("|", "\\|")
+            kind = re.sub(r" at 0x[0-9a-f]+>\)\]", "", kind)
+            kind = re.sub(r"Annotated\[(\w+), FieldInfo\(.*?metadata=\[.*?\]\)\]", r"\1", kind)  # int ≥ 1 → int
+            kind = re.sub(r"^Union\[(.*), Literal\['auto'\]\]$", r"\1 | auto", kind)
+            kind = kind.replace(", NoneType |", " | None |")
+            kind = kind.replace("|", "\\|")
             default = (
                 "required" if field.is_required() else f"`{field.default!r}`" if field.default is not None else "—"
             )

@@ -114,7 +114,7 @@ def trained_folds(run_dir: Path) -> list[Path]:
     return [f for f in folders if f.is_dir() and f.name[4:].isdigit() and any((f / m).exists() for m in TRAINED_MARKS)]
 
 
-def guard_trained(cfg: Config, restart: bool = False) -> bool:
+def guard_trained(cfg: Config, restart: bool = False, stages: tuple[str, ...] = ("prepare", "train")) -> bool:
     """Stops when the folds on disk were trained with other settings than `cfg`'s; with `restart`, discards them.
 
     Nothing trained is ever deleted without `restart`. Settings that only change later stages (thresholds,
@@ -126,7 +126,7 @@ def guard_trained(cfg: Config, restart: bool = False) -> bool:
     Raises:
         KaggleMLCError: one line naming the changed keys and the two ways on.
     """
-    changes = changed_settings(cfg, ("prepare", "train"))
+    changes = changed_settings(cfg, stages)
     folds = trained_folds(cfg.run_dir)
     if not changes or not folds:
         return False

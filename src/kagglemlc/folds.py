@@ -24,7 +24,7 @@ from kagglemlc.competition import arrow_ids, cached_competition
 from kagglemlc.config import Config
 from kagglemlc.console import info, stdout, warn
 from kagglemlc.errors import KaggleMLCError
-from kagglemlc.experiment import changed_settings, guard_trained, record_settings
+from kagglemlc.experiment import changed_settings, guard_trained, record_settings, trained_folds
 from kagglemlc.files import file_lock, write_parquet
 
 FOLDS_FILE = "folds.parquet"
@@ -153,7 +153,7 @@ def prepare(cfg: Config) -> Path:
     Returns:
         The path of folds.parquet.
     """
-    guard_trained(cfg)  # a new split would not match the folds already trained on the old one
+    guard_trained(cfg, stages=("prepare",))  # a new split would not match the folds already trained on the old one
     start = time.perf_counter()
     # through the cache: the stages after training then find the competition parsed and validated
     with cached_competition(cfg.competition, cfg.run_dir, with_test=True, group_column=cfg.cv.group_column) as data:
@@ -165,7 +165,9 @@ def prepare(cfg: Config) -> Path:
                     f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: "
                     "some folds validate without it"
                 )
-        record_settings(cfg)
+        _choose_defaults(cfg, data.train_texts)
+        if not trained_folds(cfg.run_dir):  # config.yaml describes the models there: they are the same
+            record_settings(cfg)
         folds = pd.DataFrame({"id": data.train_ids.astype(str), "fold": fold})
         path = write_parquet(cfg.run_dir / FOLDS_FILE, folds)
     _print_table(data.label_names, counts, np.bincount(fold, minlength=cfg.cv.folds))
@@ -176,6 +178,20 @@ def prepare(cfg: Config) -> Path:
         f"{spread[worst]} ('{data.label_names[worst]}'); {time.perf_counter() - start:.1f}s → {path}"
     )
     return path
+
+
+def _choose_defaults(cfg: Config, texts: list[str]) -> None:
+    """Shows the `auto` settings' values (max_length from these texts) where the model is at hand: prepare
+    itself never needs the model, so without it they are chosen by `train`."""
+    from kagglemlc.defaults import apply_defaults
+    from kagglemlc.modeling import build_tokenizer
+
+    try:
+        tokenizer = build_tokenizer(cfg)
+    except KaggleMLCError:
+        info(f"model '{cfg.model.name}' not found here: its `auto` settings (max_length ...) are chosen by train")
+        return
+    apply_defaults(cfg, texts, tokenizer)
 
 
 def ensure_folds(cfg: Config, remake: bool = False) -> Path:

@@ -45,6 +45,7 @@ from kagglemlc.batching import Encodings, collate
 from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config
 from kagglemlc.console import info
+from kagglemlc.defaults import apply_defaults
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.files import probability_frame, write_json, write_parquet
 from kagglemlc.folds import ensure_folds, fold_dir
@@ -565,8 +566,9 @@ def zero_shot(cfg: Config, sample: int | None = None) -> dict:
 
     if cfg.model.kind != "generative":
         raise KaggleMLCError(f"zero-shot needs model.kind: generative (the config has '{cfg.model.kind}')")
-    ensure_folds(cfg)  # the first command in a fresh folder sets the experiment up as `prepare` does
     data = load_competition(cfg.competition)
+    apply_defaults(cfg, data.train_texts)
+    ensure_folds(cfg)  # the first command in a fresh folder sets the experiment up as `prepare` does
     n = len(data.train_texts)
     rows = np.arange(n)
     if sample is not None and sample < n:

@@ -19,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kagglemlc.competition import cached_competition
 from kagglemlc.config import STAGES, Config
 from kagglemlc.console import info
+from kagglemlc.defaults import apply_defaults
 from kagglemlc.experiment import guard_trained, stage_settings
 from kagglemlc.files import experiment_lock, write_json
 from kagglemlc.folds import FOLDS_FILE
@@ -101,6 +103,7 @@ def _run_stages(cfg: Config, upload: bool, message: str | None, restart: bool) -
     from kagglemlc.thresholds import tune_thresholds
     from kagglemlc.train import train
 
+    _choose_defaults(cfg)  # once: the stages below get the resolved config
     if guard_trained(cfg, restart):
         _forget(cfg, "train")
     prints = fingerprints(cfg)
@@ -114,6 +117,12 @@ def _run_stages(cfg: Config, upload: bool, message: str | None, restart: bool) -
         info("submit: competition.test / sample_submission not set, nothing to submit")
         return
     _stage(cfg, "submit", prints, lambda: submit(cfg, message, upload), force=upload)
+
+
+def _choose_defaults(cfg: Config) -> None:
+    """Every `auto` setting resolved (max_length from the training texts), before anything is fingerprinted."""
+    with cached_competition(cfg.competition, cfg.run_dir, with_test=False) as data:
+        apply_defaults(cfg, data.train_texts)
 
 
 def _forget(cfg: Config, stage: str) -> None:

@@ -21,6 +21,7 @@ from kagglemlc.batching import Encodings, collate, sorted_batches, tokenize
 from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config
 from kagglemlc.console import info, is_main_process
+from kagglemlc.defaults import apply_defaults
 from kagglemlc.ensemble import combine_fold_tests
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.experiment import content_digest, guard_trained, record_settings
@@ -148,6 +149,7 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> N
     if data.test_texts is None:
         raise KaggleMLCError("competition.test is not set: there is nothing to predict")
     read_folds(cfg.run_dir)
+    apply_defaults(cfg, data.train_texts)  # the `auto` settings as training chose them
     if is_main_process():
         guard_trained(cfg)  # the saved models must be the config's: the same text column, max_length, ...
         record_settings(cfg)  # the test file these predictions come from

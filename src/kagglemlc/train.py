@@ -36,6 +36,7 @@ from kagglemlc.batching import Encodings, collate, length_grouped_batches, token
 from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config, TrainConfig
 from kagglemlc.console import info, is_main_process, stderr
+from kagglemlc.defaults import apply_defaults, resolve_defaults
 from kagglemlc.errors import KaggleMLCError
 from kagglemlc.experiment import content_digest, fold_lock_name, guard_trained, record_settings
 from kagglemlc.files import experiment_lock, file_digest, probability_frame, write_json, write_parquet
@@ -216,6 +217,7 @@ class FoldTrainer:
         self.accelerator = make_accelerator(cfg)
         set_seed(cfg.train.seed + fold)
         self.tokenizer = build_tokenizer(cfg)
+        resolve_defaults(cfg, data.train_texts, self.tokenizer)  # a no-op after `train` chose them
         self.model = build_model(cfg, data.label_names, data.task)
         self.train_rows = np.flatnonzero(fold_of_row != fold)
         self.val_rows = np.flatnonzero(fold_of_row == fold)
@@ -511,12 +513,13 @@ def train(cfg: Config, fold: int | None = None, restart: bool = False) -> None:
     """
     if fold is not None and not 0 <= fold < cfg.cv.folds:
         raise KaggleMLCError(f"--fold {fold}: cv.folds is {cfg.cv.folds}, so folds are 0..{cfg.cv.folds - 1}")
+    data = load_competition(cfg.competition)
+    apply_defaults(cfg, data.train_texts)  # every process: the settings must be the same on every rank
     if is_main_process():
         discarded = guard_trained(cfg, restart)
         ensure_folds(cfg, remake=discarded or (restart and fold is None))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # the other ranks of a torchrun launch wait for the folds
         PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
-    data = load_competition(cfg.competition)
     fold_of_row = fold_assignment(cfg, data)
     if is_main_process():
         record_settings(cfg)  # after the guard: it describes the models on disk
