@@ -188,6 +188,12 @@ def collect(name: str, sample: Path) -> dict | None:
                 )
                 if k in fm
             }
+            | {
+                "best_epoch": next(
+                    (h["epoch"] for h in fm.get("history", []) if h["step"] == fm.get("best_step")), None
+                ),
+                "epochs_run": fm["history"][-1]["epoch"] if fm.get("history") else None,
+            }
         )
     return {
         "cell": name,
@@ -207,16 +213,20 @@ def collect(name: str, sample: Path) -> dict | None:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| cell | settings (c-*: what differs from the centre) | untuned (0.5) | tuned | nested | wall s |",
-        "|---|---|---:|---:|---:|---:|",
+        "| cell | settings (c-*: what differs from the centre) | untuned (0.5) | tuned | nested | wall s "
+        "| train samples/s | best epoch / epochs run (per fold) |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         base = {"old-defaults": None, "centre": OLD}.get(r["cell"], CENTRE)
         what = short(r["overrides"], base) + (" (rest: old)" if r["cell"] == "centre" else "")
         f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
+        rates = [d["samples_per_second"] for d in r["folds"] if d.get("samples_per_second")]
+        rate = f"{sum(rates) / len(rates):.0f}" if rates else "—"
+        epochs = ", ".join(f"{d.get('best_epoch') or 0:g}/{d.get('epochs_run') or 0:g}" for d in r["folds"]) or "—"
         lines.append(
             f"| {r['cell']} | {what} | {f(r['untuned'])} | {f(r['tuned'])} | {f(r['nested'])} | "
-            f"{'—' if r['wall_s'] is None else round(r['wall_s'])} |"
+            f"{'—' if r['wall_s'] is None else round(r['wall_s'])} | {rate} | {epochs} |"
         )
     return "\n".join(lines)
 
