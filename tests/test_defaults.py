@@ -34,8 +34,10 @@ def _config(tmp_path: Path, model: Path, *overrides: str, **sections):
     return load_config(path, list(overrides))
 
 
-def _chosen(cfg) -> dict[str, object]:
-    return {c.key: c.value for c in resolve_defaults(cfg)}
+def _chosen(cfg, rows: int | None = None) -> dict[str, object]:
+    """The choices made with no training texts (or `rows` short ones: then epochs and max_length are chosen too)."""
+    texts = None if rows is None else ["happy day"] * rows
+    return {c.key: c.value for c in resolve_defaults(cfg, texts)}
 
 
 def test_sentence_embedding_checkpoints_are_told_apart(tmp_path, models):
@@ -48,13 +50,22 @@ def test_encoder_full_fine_tune(tmp_path, models):
     cfg = _config(tmp_path, models["bert"])
     assert _chosen(cfg) == {
         "train.lr": 5e-5,
-        "train.epochs": 4,
         "train.warmup_ratio": 0.06,
         "train.class_weights": "sqrt",  # multilabel scored by macro-F1
         "train.batch_size": 32,
         "train.head_lr": 5e-5,  # an ordinary checkpoint: the head at the body's rate
     }
-    assert cfg.train.lr == 5e-5 and cfg.model.max_length == "auto"  # no texts given: max_length waits for them
+    assert cfg.train.lr == 5e-5 and cfg.model.max_length == cfg.train.epochs == "auto"  # they wait for the texts
+
+
+@pytest.mark.parametrize(
+    ("rows", "folds", "epochs"),
+    [(6000, 3, 6), (48_836, 5, 3), (100, 3, 10), (20_000, 5, 3), (9000, 3, 4)],
+)
+def test_encoder_epochs_give_enough_optimiser_steps(tmp_path, models, rows, folds, epochs):
+    # 6,000 rows in 3 folds at batch 32: 125 steps an epoch, 6 epochs for 750 steps (the grid's sample)
+    cfg = _config(tmp_path, models["bert"], f"cv.folds={folds}", "model.max_length=32")
+    assert _chosen(cfg, rows)["train.epochs"] == epochs
 
 
 def test_sentence_embedding_head_learns_faster(tmp_path, models):
@@ -85,13 +96,13 @@ def test_class_weights_follow_task_and_metric(tmp_path, models, task, metric, lo
         ("decoder", "qlora", 2e-4, 2, 8, 0.03),
         ("decoder", "ia3", 3e-3, 2, 8, 0.03),
         ("decoder", "none", 1e-5, 2, 8, 0.03),
-        ("decoder", "head", 1e-3, 4, 32, 0.06),
+        ("decoder", "head", 1e-3, 3, 32, 0.06),
         ("generative", "lora", 2e-4, 2, 8, 0.03),
     ],
 )
 def test_llm_defaults_by_kind_and_adapter(tmp_path, models, kind, method, lr, epochs, batch, warmup):
     cfg = _config(tmp_path, models["llama"], f"model.kind={kind}", f"adapter.method={method}")
-    chosen = _chosen(cfg)
+    chosen = _chosen(cfg, rows=16_000)  # a frozen-base head at batch 32 in 3 folds: 334 steps an epoch
     assert (chosen["train.lr"], chosen["train.epochs"], chosen["train.batch_size"]) == (lr, epochs, batch)
     assert chosen["train.warmup_ratio"] == warmup and chosen["train.head_lr"] == lr
     if kind == "generative":  # the loss is on answer tokens: no per-label weights

@@ -164,7 +164,7 @@ class AdapterConfig(Section):
 
 class TrainConfig(Section):
     epochs: Annotated[int, Field(ge=1)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
-    """Passes over the fold's training rows. auto: by model kind (see Defaults)."""
+    """Passes over the fold's training rows. auto: by model kind and data size (see Defaults)."""
     max_steps: int | None = Field(None, ge=1, json_schema_extra=TRAIN)
     """Stop after this many optimiser steps (debugging, smoke runs)."""
     lr: Annotated[float, Field(gt=0)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
