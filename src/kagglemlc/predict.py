@@ -167,5 +167,5 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> N
         if accelerator.is_main_process:
             _note_test_digest(cfg, k, digest)
         info(f"fold {k}: test predictions → {fold_dir(cfg, k) / 'test.parquet'}")
-    if is_main_process():
+    if is_main_process() and (folds or not (cfg.run_dir / "test.parquet").is_file()):  # else: nothing new to combine
         combine_folds(cfg, data)
