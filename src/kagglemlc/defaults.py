@@ -121,7 +121,7 @@ def _class_weights(cfg: Config, family: str) -> tuple[str, str]:
 def _batch_size(cfg: Config, family: str) -> tuple[int, str]:
     if family in ("encoder", "head"):
         return 32, "32 rows per step"
-    return 8, "LLMs: 8 rows per step fits a 7B QLoRA model at 256 tokens on one 16 GB GPU"
+    return 8, "LLMs: 8 rows per step, a common QLoRA batch for 7B models (raise train.grad_accum for more)"
 
 
 RULES = {  # in order: the epochs rule reads the batch size
