@@ -78,8 +78,9 @@ def train(
 ) -> None:
     """Train one fold (or every fold): best model, OOF and test probabilities per fold; resumes after a crash.
 
-    Makes the folds first when folds.parquet is absent. Stops, deleting nothing, when folds on disk were
-    trained with other settings (--restart discards them, or use a new output_dir)."""
+    Makes the folds first when folds.parquet is absent. Settings left at `auto` (lr, head_lr, epochs, max_length
+    ...) are chosen by rule and printed once. Stops, deleting nothing, when folds on disk were trained with other
+    settings (--restart discards them, or use a new output_dir)."""
     from kagglemlc.train import train as run_train
 
     run_train(_config(config, overrides), fold, restart=restart)
