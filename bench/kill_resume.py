@@ -53,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_competition  # noqa: E402
-from kagglemlc.submit import LOG_FILE, read_log  # noqa: E402
+from kagglemlc.core.paths import LOG_FILE  # noqa: E402
+from kagglemlc.stages.submit import read_log  # noqa: E402
 from tiny_models import make_encoder  # noqa: E402
 
 FOLDS = 3

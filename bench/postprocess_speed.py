@@ -38,13 +38,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from kagglemlc.competition import CACHE_FILE
 from kagglemlc.config import load_config
-from kagglemlc.ensemble import TEST_FILE, ensemble
-from kagglemlc.files import probability_frame, write_parquet
-from kagglemlc.folds import FOLDS_FILE, assign_folds
-from kagglemlc.submit import submit
-from kagglemlc.thresholds import OOF_FILE, THRESHOLDS_FILE, tune_thresholds
+from kagglemlc.core.files import probability_frame, write_parquet
+from kagglemlc.core.paths import CACHE_FILE, FOLDS_FILE, OOF_FILE, TEST_FILE, THRESHOLDS_FILE
+from kagglemlc.data.folds import assign_folds
+from kagglemlc.stages.ensemble import ensemble
+from kagglemlc.stages.submit import submit
+from kagglemlc.stages.tune_thresholds import tune_thresholds
 
 N_LABELS = 28
 MEMBERS = 5

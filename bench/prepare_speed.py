@@ -3,7 +3,7 @@
     python bench/prepare_speed.py                       # all sizes + GoEmotions end to end
     python bench/prepare_speed.py --sizes 48000 250000  # fewer sizes
 
-Part 1 times `kagglemlc.folds.assign_folds` on synthetic multilabel matrices (N rows × 28 labels,
+Part 1 times `kagglemlc.data.folds.assign_folds` on synthetic multilabel matrices (N rows × 28 labels,
 label frequencies spaced geometrically from 0.2% to 33%, like GoEmotions' grief … neutral).
 Part 2 times `kagglemlc prepare configs/goemotions.yaml` as a user runs it (a fresh process: imports,
 CSV reading and validation, folds, writing folds.parquet and config.yaml) into a temporary output_dir.
@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kagglemlc.competition import load_competition
 from kagglemlc.config import load_config
-from kagglemlc.folds import FOLDS_FILE, assign_folds, fold_counts
+from kagglemlc.core.paths import FOLDS_FILE
+from kagglemlc.data.competition import load_competition
+from kagglemlc.data.folds import assign_folds, fold_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 GOEMOTIONS = ROOT / "configs" / "goemotions.yaml"

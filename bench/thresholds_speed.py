@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from kagglemlc.config import load_config
-from kagglemlc.thresholds import fit_cuts, tune_thresholds
+from kagglemlc.stages.tune_thresholds import fit_cuts, tune_thresholds
 
 SEARCHES = [
     ("f1_macro", "per_label"),

@@ -239,7 +239,7 @@ def run_cli(argv: list[str], cwd: Path, env: dict, log: Path) -> float:
 
 
 def bench_kagglemlc(args, cfg: Path, pred: pd.DataFrame, labels: list[str], tokenizer) -> dict:
-    from kagglemlc.batching import length_grouped_batches, sorted_batches
+    from kagglemlc.engine.batching import length_grouped_batches, sorted_batches
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     cli, log = kagglemlc_cli(), cfg.parent / "kagglemlc.log"

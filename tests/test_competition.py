@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import LABELS, make_competition, toy_frame
-from kagglemlc.competition import load_competition
 from kagglemlc.config import load_config
+from kagglemlc.data.competition import load_competition
 
 
 def load(path: Path):

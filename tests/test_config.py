@@ -7,7 +7,7 @@ import yaml
 
 from conftest import make_competition
 from kagglemlc.config import load_config
-from kagglemlc.errors import KaggleMLCError
+from kagglemlc.core.errors import KaggleMLCError
 
 
 def test_override_changes_value_with_the_fields_type(tmp_path):

@@ -22,12 +22,11 @@ from tokenizers import processors
 from transformers import AutoTokenizer
 
 from conftest import LABELS, make_competition, toy_frame
-from kagglemlc import train as train_module
-from kagglemlc.batching import tokenize
-from kagglemlc.competition import load_competition
 from kagglemlc.config import load_config
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.modeling import (
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.data.competition import load_competition
+from kagglemlc.engine.batching import tokenize
+from kagglemlc.models.build import (
     HEAD_FILE,
     build_model,
     build_peft_config,
@@ -36,8 +35,9 @@ from kagglemlc.modeling import (
     count_parameters,
     head_modules,
 )
-from kagglemlc.predict import predict_probs
-from kagglemlc.train import FoldTrainer, fold_assignment, make_accelerator
+from kagglemlc.stages import train as train_module
+from kagglemlc.stages.predict import predict_probs
+from kagglemlc.stages.train import FoldTrainer, fold_assignment, make_accelerator
 from tiny_decoders import ARCHS, make_decoder, make_decoder_tokenizer
 from tiny_models import make_encoder
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from kagglemlc.competition import load_competition
 from kagglemlc.config import load_config
-from kagglemlc.ensemble import average_folds, blend, combine_fold_tests, ensemble, fit_weights
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.thresholds import fit_cuts
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.data.competition import load_competition
+from kagglemlc.stages.ensemble import average_folds, blend, combine_fold_tests, ensemble, fit_weights
+from kagglemlc.stages.tune_thresholds import fit_cuts
 from test_thresholds import experiment, write_predictions
 
 
@@ -144,7 +144,7 @@ def test_rank_and_geometric_blends_write_what_blend_gives(tmp_path, cli, method)
 def test_a_subset_fit_that_loses_on_all_rows_falls_back_to_the_best_member(tmp_path, cli, monkeypatch):
     """Weights fitted on a subset of the OOF rows are checked on all of them: a blend below the best member is
     replaced by that member, and the files staged for the first blend are written again."""
-    from kagglemlc import ensemble as module
+    from kagglemlc.stages import ensemble as module
 
     members = two_members(tmp_path, cli)
     noise = sibling_config(members[0], "noise")
@@ -168,7 +168,7 @@ def test_a_subset_fit_that_loses_on_all_rows_falls_back_to_the_best_member(tmp_p
 @pytest.mark.parametrize("failing", ["threshold_report", "_probability_table"])
 def test_a_failing_blend_leaves_no_file(tmp_path, cli, monkeypatch, failing):
     """The blend's files are written while its thresholds are tuned; an error in either renames none of them."""
-    from kagglemlc import ensemble as module
+    from kagglemlc.stages import ensemble as module
 
     members = two_members(tmp_path, cli)
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from conftest import LABELS, make_competition, toy_frame
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.folds import assign_folds, fold_counts
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.data.folds import assign_folds, fold_counts
 
 MULTICLASS = {"competition": {"task": "multiclass", "metric": "accuracy"}, "train": {"loss": "ce"}}
 

@@ -41,9 +41,9 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_competition, toy_frame
-from kagglemlc.competition import load_competition
 from kagglemlc.config import load_config
-from kagglemlc.files import probability_frame, write_parquet
+from kagglemlc.core.files import probability_frame, write_parquet
+from kagglemlc.data.competition import load_competition
 
 OUTCOMES: Counter[str] = Counter()
 """How every generated or explicit case ended, reported when the module finishes."""

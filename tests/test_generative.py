@@ -23,12 +23,12 @@ from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
 from conftest import LABELS, make_competition, toy_frame
-from kagglemlc.batching import collate
-from kagglemlc.competition import load_competition
 from kagglemlc.config import load_config
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.generative import AnswerParser, GenerativeTask
-from kagglemlc.modeling import build_tokenizer
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.data.competition import load_competition
+from kagglemlc.engine.batching import collate
+from kagglemlc.models.build import build_tokenizer
+from kagglemlc.tasks.generate import AnswerParser, GenerativeTask
 from test_decoder import one_thread  # noqa: F401  (the module-wide one-thread fixture)
 from tiny_decoders import make_chat_decoder, make_decoder
 

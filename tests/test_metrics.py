@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from kagglemlc import thresholds
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.metrics import METRIC_NAMES, metric_problem, score
-from kagglemlc.thresholds import cut_objective, fit_cuts
+from kagglemlc.config.metric_names import METRIC_NAMES, metric_problem
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.scoring.metrics import score
+from kagglemlc.stages import tune_thresholds as thresholds
+from kagglemlc.stages.tune_thresholds import cut_objective, fit_cuts
 
 GRID = [0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 0.9, 1.0]
 """Probabilities and thresholds drawn from a few values: ties, scores exactly at the threshold, 0 and 1."""

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from conftest import LABELS, make_competition
-from kagglemlc import files
-from kagglemlc import submit as submit_module
 from kagglemlc.config import load_config
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import write_json
-from kagglemlc.submit import LOG_COLUMNS, read_log, submit
+from kagglemlc.core import files as files
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import write_json
+from kagglemlc.stages import submit as submit_module
+from kagglemlc.stages.submit import LOG_COLUMNS, read_log, submit
 from test_submit import random_probs, write_outputs
 from tiny_models import make_encoder
 
@@ -115,7 +115,7 @@ def test_concurrent_submits_lose_and_interleave_no_rows(experiment):
 
 _KILLED_WRITER = """
 import os, sys
-from kagglemlc.files import atomic_path
+from kagglemlc.core.files import atomic_path
 tmp = atomic_path(sys.argv[1]).__enter__()
 tmp.write_text("half of it")
 os._exit(9)  # killed mid-write: no cleanup runs
@@ -163,9 +163,9 @@ def interrupted_fold(tmp_path_factory) -> tuple[Path, Path]:
     model = make_encoder(root / "bert", "bert")
     train = {"max_steps": 4, "eval_every": 2, "checkpoint_every": 1, "batch_size": 16, "precision": "no"}
     config = make_competition(root / "comp", n_train=60, config={"model": {"name": str(model)}, "train": train})
-    from kagglemlc.folds import prepare
-    from kagglemlc.train import FoldTrainer
-    from kagglemlc.train import train as run_train
+    from kagglemlc.data.folds import prepare
+    from kagglemlc.stages.train import FoldTrainer
+    from kagglemlc.stages.train import train as run_train
 
     cfg = load_config(config)
     prepare(cfg)
@@ -257,7 +257,7 @@ def test_resume_removes_the_half_written_folders_of_the_killed_run(interrupted_f
 def test_trust_remote_code_reaches_from_pretrained_only_as_configured(tmp_path, monkeypatch, setting):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from kagglemlc import modeling
+    from kagglemlc.models import build as modeling
 
     model = make_encoder(tmp_path / "bert", "bert")
     overrides = [f"model.name={model}"] + ([] if setting is None else [f"model.trust_remote_code={setting}"])
@@ -318,7 +318,7 @@ def test_paths_the_user_writes_are_taken_as_written(tmp_path):
 
 @pytest.mark.parametrize("hub_id", ["org/..", "org/a..b", "org/name--x"])
 def test_a_hub_id_with_dot_dot_is_refused_as_not_found(tmp_path, hub_id):
-    from kagglemlc.modeling import build_tokenizer
+    from kagglemlc.models.build import build_tokenizer
 
     cfg = load_config(make_competition(tmp_path), [f"model.name={hub_id}"])
     with pytest.raises(KaggleMLCError, match="not found") as caught:

@@ -14,7 +14,7 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from conftest import LABELS, make_competition, toy_frame
 from kagglemlc.config import load_config
-from kagglemlc.report import report
+from kagglemlc.stages.report import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 THRESHOLDS = {"joy": 0.35, "anger": 0.5, "fear": 0.65}

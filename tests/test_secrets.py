@@ -203,7 +203,7 @@ def test_no_secret_in_any_output_log_or_message(tmp_path, experiment, planted, c
 
     crashed = f"output_dir={tmp_path / 'crashed'}"
     command("prepare", experiment, crashed, expect=0)
-    monkeypatch.setattr("kagglemlc.train.FoldTrainer.finish", crash)
+    monkeypatch.setattr("kagglemlc.stages.train.FoldTrainer.finish", crash)
     with pytest.raises(RuntimeError, match="simulated crash") as excinfo:
         cli("train", experiment, crashed, "--fold", "0")
     texts["crash traceback"] = "".join(traceback.format_exception(excinfo.value))
@@ -224,8 +224,8 @@ def test_refused_upload_leaks_nothing(
     The client prefers the access token, then KAGGLE_USERNAME/KAGGLE_KEY, then kaggle.json: each is tried alone.
     """
     caplog.set_level(logging.DEBUG)
-    from kagglemlc.files import probability_frame, write_parquet
-    from kagglemlc.thresholds import THRESHOLDS_FILE
+    from kagglemlc.core.files import probability_frame, write_parquet
+    from kagglemlc.core.paths import THRESHOLDS_FILE
 
     if credential != "KAGGLE_API_TOKEN":
         monkeypatch.delenv("KAGGLE_API_TOKEN")
@@ -252,7 +252,7 @@ def test_refused_upload_leaks_nothing(
 
 def test_the_check_finds_a_secret_wherever_it_is_written(tmp_path):
     """The grep itself works: in plain files, inside parquet, as a Basic auth header, and in captured text."""
-    from kagglemlc.files import write_parquet
+    from kagglemlc.core.files import write_parquet
 
     values = {"KAGGLE_KEY": _secret("kgl-key")}
     cases = {

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from conftest import make_competition
-from kagglemlc import pipeline
 from kagglemlc.config import STAGES, Config, field_marks, load_config
-from kagglemlc.defaults import resolve_defaults
+from kagglemlc.models.defaults import resolve_defaults
+from kagglemlc.stages import run as pipeline
 
 ALL = set(STAGES)
 FROM_TRAIN = {"train", "predict", "tune-thresholds", "submit"}
@@ -127,12 +127,12 @@ def recorded(monkeypatch):
         return work
 
     # the defaults that need no data (max_length: auto stays auto): edits here need not make valid files
-    monkeypatch.setattr("kagglemlc.pipeline._choose_defaults", resolve_defaults)
-    monkeypatch.setattr("kagglemlc.folds.prepare", stage("prepare", "folds.parquet"))
-    monkeypatch.setattr("kagglemlc.train.train", stage("train", "oof.parquet"))
-    monkeypatch.setattr("kagglemlc.predict.predict", stage("predict", "test.parquet"))
-    monkeypatch.setattr("kagglemlc.thresholds.tune_thresholds", stage("tune-thresholds", "thresholds.json"))
-    monkeypatch.setattr("kagglemlc.submit.submit", stage("submit", "sub.csv"))
+    monkeypatch.setattr("kagglemlc.stages.run._choose_defaults", resolve_defaults)
+    monkeypatch.setattr("kagglemlc.data.folds.prepare", stage("prepare", "folds.parquet"))
+    monkeypatch.setattr("kagglemlc.stages.train.train", stage("train", "oof.parquet"))
+    monkeypatch.setattr("kagglemlc.stages.predict.predict", stage("predict", "test.parquet"))
+    monkeypatch.setattr("kagglemlc.stages.tune_thresholds.tune_thresholds", stage("tune-thresholds", "thresholds.json"))
+    monkeypatch.setattr("kagglemlc.stages.submit.submit", stage("submit", "sub.csv"))
     return calls
 
 

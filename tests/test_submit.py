@@ -25,8 +25,8 @@ import pytest
 
 from conftest import LABELS, make_competition, toy_frame
 from kagglemlc.config import load_config
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.submit import LOG_COLUMNS, NO_CREDENTIALS, refresh_scores, submit, validate_submission
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.stages.submit import LOG_COLUMNS, NO_CREDENTIALS, refresh_scores, submit, validate_submission
 
 SLUG = "toy-comp"
 SECRET = "s3cr3t-kaggle-key-5f0e1d2c3b4a"

@@ -11,11 +11,18 @@ import pytest
 import yaml
 
 from conftest import make_competition
-from kagglemlc.competition import load_competition
 from kagglemlc.config import load_config
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.metrics import score
-from kagglemlc.thresholds import apply_cuts, cut_objective, fit_cuts, read_probs, read_thresholds, tune_thresholds
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.data.competition import load_competition
+from kagglemlc.scoring.metrics import score
+from kagglemlc.stages.tune_thresholds import (
+    apply_cuts,
+    cut_objective,
+    fit_cuts,
+    read_probs,
+    read_thresholds,
+    tune_thresholds,
+)
 
 ROW_METRICS = ["f1_macro", "f1_weighted", "f1_micro", "jaccard", "f1_samples", "accuracy"]
 
@@ -101,7 +108,7 @@ def test_search_objective_is_the_tuned_metric(decimals):
 
 def test_labels_indexed_in_threads_give_the_same_thresholds_and_report(monkeypatch):
     """On large data `_Sorted` indexes labels concurrently; results must not depend on it."""
-    from kagglemlc import thresholds
+    from kagglemlc.stages import tune_thresholds as thresholds
 
     rng = np.random.default_rng(2)
     y = (rng.random((3000, 6)) < [0.05, 0.2, 0.5, 0.01, 0.0, 0.3]).astype(np.int8)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_competition
-from kagglemlc.tracking import ProgressLog
+from kagglemlc.engine.tracking import ProgressLog
 from tiny_models import make_encoder
 
 # about 80 training rows per fold / batch 16: 5 or 6 steps an epoch, an evaluation after each

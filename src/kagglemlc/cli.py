@@ -13,8 +13,8 @@ import typer
 
 from kagglemlc import __version__
 from kagglemlc.config import DEFAULT_CONFIG, Config, load_config
-from kagglemlc.console import error
-from kagglemlc.errors import KaggleMLCError
+from kagglemlc.core.console import error
+from kagglemlc.core.errors import KaggleMLCError
 
 app = typer.Typer(
     name="kagglemlc",
@@ -53,7 +53,7 @@ def _main(
 @app.command()
 def prepare(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
     """Validate the competition files and write K-fold multilabel-stratified splits (folds.parquet)."""
-    from kagglemlc.folds import prepare as run_prepare
+    from kagglemlc.data.folds import prepare as run_prepare
 
     run_prepare(_config(config, overrides))
 
@@ -81,7 +81,7 @@ def train(
     Makes the folds first when folds.parquet is absent. Settings left at `auto` (lr, head_lr, epochs, max_length
     ...) are chosen by rule and printed once. Stops, deleting nothing, when folds on disk were trained with other
     settings (--restart discards them, or use a new output_dir)."""
-    from kagglemlc.train import train as run_train
+    from kagglemlc.stages.train import train as run_train
 
     run_train(_config(config, overrides), fold, restart=restart)
 
@@ -89,7 +89,7 @@ def train(
 @app.command()
 def predict(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG, fold: int | None = FOLD_OPT) -> None:
     """Test-set probabilities from the saved fold models (fold{k}/test.parquet, then test.parquet)."""
-    from kagglemlc.predict import predict as run_predict
+    from kagglemlc.stages.predict import predict as run_predict
 
     run_predict(_config(config, overrides), fold)
 
@@ -108,7 +108,7 @@ def run(
 
     An edit redoes exactly the stages it changes (a new test file: test predictions from the saved models).
     Stops, deleting nothing, when an edit would invalidate trained folds (--restart, or a new output_dir)."""
-    from kagglemlc.pipeline import run as run_chain
+    from kagglemlc.stages.run import run as run_chain
 
     run_chain(_config(config, overrides), upload=upload, message=message, restart=restart)
 
@@ -127,7 +127,7 @@ def zero_shot(
     ),
 ) -> None:
     """Generative models: the untrained model's parsed answers on the training rows → zero-shot/metrics.json."""
-    from kagglemlc.generative import zero_shot as run_zero_shot
+    from kagglemlc.tasks.generate import zero_shot as run_zero_shot
 
     run_zero_shot(_config(config, overrides), sample)
 
@@ -135,7 +135,7 @@ def zero_shot(
 @app.command("tune-thresholds")
 def tune_thresholds(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
     """Tune decision thresholds on the OOF probabilities → thresholds.json (CV untuned, tuned and nested)."""
-    from kagglemlc.thresholds import tune_thresholds as run_tune
+    from kagglemlc.stages.tune_thresholds import tune_thresholds as run_tune
 
     run_tune(_config(config, overrides))
 
@@ -157,7 +157,7 @@ def ensemble(
     method: str = typer.Option("mean", "--method", "-m", help="How members are blended: mean | rank | geometric."),
 ) -> None:
     """Blend experiments: non-negative weights fitted on OOF for the metric, thresholds re-tuned → blend-NAME/."""
-    from kagglemlc.ensemble import ensemble as run_ensemble
+    from kagglemlc.stages.ensemble import ensemble as run_ensemble
 
     run_ensemble(configs, name, method)
 
@@ -173,8 +173,8 @@ def submit(
     ),
 ) -> None:
     """Write the submission CSV, validated against the sample submission, and log it; --upload sends it to Kaggle."""
-    from kagglemlc.submit import refresh_scores as run_refresh_scores
-    from kagglemlc.submit import submit as run_submit
+    from kagglemlc.stages.submit import refresh_scores as run_refresh_scores
+    from kagglemlc.stages.submit import submit as run_submit
 
     cfg = _config(config, overrides)
     if refresh_scores:
@@ -194,7 +194,7 @@ def report(
     """CV untuned/tuned/nested, per-label P/R/F1, params, time, memory, public scores → report.md + PNG plots."""
     import json
 
-    from kagglemlc.report import report as run_report
+    from kagglemlc.stages.report import report as run_report
 
     result = run_report(configs or [None], as_json=as_json, output=output)
     if as_json:

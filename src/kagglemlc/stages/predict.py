@@ -17,16 +17,17 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from kagglemlc.batching import Encodings, collate, sorted_batches, tokenize
-from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config
-from kagglemlc.console import info, is_main_process
-from kagglemlc.defaults import apply_defaults
-from kagglemlc.ensemble import combine_fold_tests
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.experiment import content_digest, guard_trained, record_settings
-from kagglemlc.files import probability_frame, write_json, write_parquet
-from kagglemlc.folds import fold_dir, read_folds
+from kagglemlc.core.console import info, is_main_process
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import probability_frame, write_json, write_parquet
+from kagglemlc.core.paths import METRICS_FILE, MODEL_DIR, OOF_FILE, TEST_FILE, fold_dir
+from kagglemlc.data.competition import CompetitionData, load_competition
+from kagglemlc.data.experiment import content_digest, guard_trained, record_settings
+from kagglemlc.data.folds import read_folds
+from kagglemlc.engine.batching import Encodings, collate, sorted_batches, tokenize
+from kagglemlc.models.defaults import apply_defaults
+from kagglemlc.stages.ensemble import combine_fold_tests
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
@@ -69,7 +70,7 @@ def predict_probs(
 
 
 def fold_complete(cfg: Config, fold: int) -> bool:
-    return (fold_dir(cfg, fold) / "metrics.json").is_file()
+    return (fold_dir(cfg.run_dir, fold) / METRICS_FILE).is_file()
 
 
 def combine_folds(cfg: Config, data: CompetitionData) -> bool:
@@ -81,17 +82,17 @@ def combine_folds(cfg: Config, data: CompetitionData) -> bool:
     folds = range(cfg.cv.folds)
     if not all(fold_complete(cfg, k) for k in folds):
         return False
-    oof = pd.concat([pd.read_parquet(fold_dir(cfg, k) / "oof.parquet") for k in folds])
+    oof = pd.concat([pd.read_parquet(fold_dir(cfg.run_dir, k) / OOF_FILE) for k in folds])
     oof = oof.set_index("id")
     train_ids = data.train_ids.astype(str)
     if len(oof) != len(train_ids) or oof.index.has_duplicates or not oof.index.isin(train_ids).all():
         raise KaggleMLCError(
             f"{cfg.run_dir}: the folds' oof.parquet files do not cover train exactly once; rerun train"
         )
-    write_parquet(cfg.run_dir / "oof.parquet", oof.loc[train_ids].reset_index())
+    write_parquet(cfg.run_dir / OOF_FILE, oof.loc[train_ids].reset_index())
     if data.test_ids is not None:
-        write_parquet(cfg.run_dir / "test.parquet", combine_fold_tests(cfg.run_dir, cfg.cv.folds))
-    info(f"all {cfg.cv.folds} folds complete → {cfg.run_dir / 'oof.parquet'}")
+        write_parquet(cfg.run_dir / TEST_FILE, combine_fold_tests(cfg.run_dir, cfg.cv.folds))
+    info(f"all {cfg.cv.folds} folds complete → {cfg.run_dir / OOF_FILE}")
     return True
 
 
@@ -106,7 +107,7 @@ def predict_test(
     if data.test_texts is None:
         return None
     if cfg.model.kind == "generative":
-        from kagglemlc.generative import predict_test_answers
+        from kagglemlc.tasks.generate import predict_test_answers
 
         return predict_test_answers(model, tokenizer, cfg, data, accelerator, fold)
     enc = tokenize(tokenizer, data.test_texts, cfg.model.max_length)
@@ -114,7 +115,7 @@ def predict_test(
         model, enc, np.arange(len(data.test_texts)), accelerator, cfg.train.eval_batch_size, data.task
     )
     if accelerator.is_main_process:
-        write_parquet(fold_dir(cfg, fold) / "test.parquet", probability_frame(data.test_ids, probs, data.label_names))
+        write_parquet(fold_dir(cfg.run_dir, fold) / TEST_FILE, probability_frame(data.test_ids, probs, data.label_names))
     return None
 
 
@@ -122,16 +123,16 @@ TEST_DIGEST = "test_sha256"  # in fold{k}/metrics.json: the content of the test 
 
 
 def _test_is_current(cfg: Config, fold: int, digest: str) -> bool:
-    folder = fold_dir(cfg, fold)
+    folder = fold_dir(cfg.run_dir, fold)
     try:
-        recorded = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get(TEST_DIGEST)
+        recorded = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8")).get(TEST_DIGEST)
     except (OSError, ValueError):
         return False
-    return recorded == digest and (folder / "test.parquet").is_file()
+    return recorded == digest and (folder / TEST_FILE).is_file()
 
 
 def _note_test_digest(cfg: Config, fold: int, digest: str) -> None:
-    path = fold_dir(cfg, fold) / "metrics.json"
+    path = fold_dir(cfg.run_dir, fold) / METRICS_FILE
     if path.is_file():
         write_json(path, {**json.loads(path.read_text(encoding="utf-8")), TEST_DIGEST: digest})
 
@@ -142,8 +143,8 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> N
 
     With `only_stale` (what `run` does), folds whose test predictions already come from this test file are kept.
     """
-    from kagglemlc.modeling import build_tokenizer, load_trained
-    from kagglemlc.train import make_accelerator
+    from kagglemlc.models.build import build_tokenizer, load_trained
+    from kagglemlc.stages.train import make_accelerator
 
     data = load_competition(cfg.competition)
     if data.test_texts is None:
@@ -158,7 +159,7 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> N
     folds = [k for k in folds if not (only_stale and _test_is_current(cfg, k, digest))]
     accelerator = make_accelerator(cfg) if folds else None
     for k in folds:
-        model_dir = fold_dir(cfg, k) / "model"
+        model_dir = fold_dir(cfg.run_dir, k) / MODEL_DIR
         if not model_dir.is_dir():
             raise KaggleMLCError(f"{model_dir} not found; run `kagglemlc train --fold {k}` first")
         tokenizer = build_tokenizer(cfg, str(model_dir))
@@ -166,6 +167,6 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> N
         predict_test(model, tokenizer, cfg, data, accelerator, k)
         if accelerator.is_main_process:
             _note_test_digest(cfg, k, digest)
-        info(f"fold {k}: test predictions → {fold_dir(cfg, k) / 'test.parquet'}")
-    if is_main_process() and (folds or not (cfg.run_dir / "test.parquet").is_file()):  # else: nothing new to combine
+        info(f"fold {k}: test predictions → {fold_dir(cfg.run_dir, k) / 'test.parquet'}")
+    if is_main_process() and (folds or not (cfg.run_dir / TEST_FILE).is_file()):  # else: nothing new to combine
         combine_folds(cfg, data)

@@ -21,8 +21,8 @@ from accelerate import Accelerator
 from accelerate.utils import is_tensorboard_available, is_wandb_available
 
 from kagglemlc.config import Config, settings_dict
-from kagglemlc.console import info
-from kagglemlc.errors import KaggleMLCError
+from kagglemlc.core.console import info
+from kagglemlc.core.errors import KaggleMLCError
 
 AVAILABLE = {"wandb": is_wandb_available, "tensorboard": is_tensorboard_available}
 

@@ -24,17 +24,14 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config, load_config
-from kagglemlc.console import info, warn
-from kagglemlc.files import atomic_path, write_text
-from kagglemlc.folds import fold_dir
-from kagglemlc.metrics import PROB_METRICS
-from kagglemlc.submit import read_log
-from kagglemlc.thresholds import OOF_FILE, THRESHOLDS_FILE, apply_cuts, evaluate, read_probs, read_thresholds
-
-REPORT_FILE = "report.md"
-
+from kagglemlc.core.console import info, warn
+from kagglemlc.core.files import atomic_path, write_text
+from kagglemlc.core.paths import METRICS_FILE, OOF_FILE, REPORT_FILE, THRESHOLDS_FILE, fold_dir
+from kagglemlc.data.competition import CompetitionData, load_competition
+from kagglemlc.scoring.metrics import PROB_METRICS
+from kagglemlc.stages.submit import read_log
+from kagglemlc.stages.tune_thresholds import apply_cuts, evaluate, read_probs, read_thresholds
 
 # ---- collecting ----------------------------------------------------------------------------------
 
@@ -91,7 +88,7 @@ def _labels(cfg: Config, data: CompetitionData, tuned: dict | None) -> tuple[lis
 
 def _folds(cfg: Config) -> dict[str, Any]:
     """Size, time and memory from the folds' metrics.json (folds not trained yet are skipped)."""
-    found = [m for k in range(cfg.cv.folds) if (m := _read_json(fold_dir(cfg, k) / "metrics.json")) is not None]
+    found = [m for k in range(cfg.cv.folds) if (m := _read_json(fold_dir(cfg.run_dir, k) / METRICS_FILE)) is not None]
     memory = [m.get("peak_memory_mb") or {} for m in found]
 
     def largest(values: list[Any]) -> float | None:

@@ -19,15 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kagglemlc.competition import cached_competition
 from kagglemlc.config import STAGES, Config
-from kagglemlc.console import info
-from kagglemlc.defaults import apply_defaults
-from kagglemlc.experiment import guard_trained, stage_settings
-from kagglemlc.files import experiment_lock, write_json
-from kagglemlc.folds import FOLDS_FILE
-
-STAGES_FILE = "stages.json"
+from kagglemlc.core.console import info
+from kagglemlc.core.files import experiment_lock, write_json
+from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, STAGES_FILE, TEST_FILE, THRESHOLDS_FILE
+from kagglemlc.data.competition import cached_competition
+from kagglemlc.data.experiment import guard_trained, stage_settings
+from kagglemlc.models.defaults import apply_defaults
 
 # the stages whose outputs each stage reads
 UPSTREAM: dict[str, tuple[str, ...]] = {
@@ -61,9 +59,9 @@ def _outputs(cfg: Config, stage: str) -> list[Path]:
     run = cfg.run_dir
     return {
         "prepare": [run / FOLDS_FILE],
-        "train": [run / "oof.parquet"],
-        "predict": [run / "test.parquet"] if cfg.competition.test else [],
-        "tune-thresholds": [run / "thresholds.json"],
+        "train": [run / OOF_FILE],
+        "predict": [run / TEST_FILE] if cfg.competition.test else [],
+        "tune-thresholds": [run / THRESHOLDS_FILE],
         "submit": [],
     }[stage]
 
@@ -97,11 +95,11 @@ def run(cfg: Config, upload: bool = False, message: str | None = None, restart: 
 
 
 def _run_stages(cfg: Config, upload: bool, message: str | None, restart: bool) -> None:
-    from kagglemlc.folds import prepare
-    from kagglemlc.predict import predict
-    from kagglemlc.submit import submit
-    from kagglemlc.thresholds import tune_thresholds
-    from kagglemlc.train import train
+    from kagglemlc.data.folds import prepare
+    from kagglemlc.stages.predict import predict
+    from kagglemlc.stages.submit import submit
+    from kagglemlc.stages.train import train
+    from kagglemlc.stages.tune_thresholds import tune_thresholds
 
     _choose_defaults(cfg)  # once: the stages below get the resolved config
     if guard_trained(cfg, restart):

@@ -41,16 +41,17 @@ from jinja2 import TemplateError
 from transformers import GenerationConfig as HFGenerationConfig
 from transformers import PreTrainedTokenizerBase
 
-from kagglemlc.batching import Encodings, collate
-from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config
-from kagglemlc.console import info
-from kagglemlc.defaults import apply_defaults
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import probability_frame, write_json, write_parquet
-from kagglemlc.folds import ensure_folds, fold_dir
-from kagglemlc.metrics import PROB_METRICS, score
-from kagglemlc.predict import gather_results, process_batches
+from kagglemlc.core.console import info
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import probability_frame, write_json, write_parquet
+from kagglemlc.core.paths import METRICS_FILE, TEST_ANSWERS_FILE, TEST_FILE, ZERO_SHOT_ANSWERS, ZERO_SHOT_DIR, fold_dir
+from kagglemlc.data.competition import CompetitionData, load_competition
+from kagglemlc.data.folds import ensure_folds
+from kagglemlc.engine.batching import Encodings, collate
+from kagglemlc.models.defaults import apply_defaults
+from kagglemlc.scoring.metrics import PROB_METRICS, score
+from kagglemlc.stages.predict import gather_results, process_batches
 
 DEFAULT_PROMPTS = {
     "multilabel": "Classify the text below. Allowed labels: {labels}.\n"
@@ -65,7 +66,6 @@ SEPARATOR = ", "
 _TEXT = "\x00TEXT\x00"  # placeholders: rendered through the chat template, then split on
 _ANSWER = "\x00ANSWER\x00"
 ANSWER_SLACK = 4  # default max_new_tokens: the longest training answer plus this
-ANSWERS_FILE, TEST_ANSWERS_FILE = "oof_answers.parquet", "test_answers.parquet"  # in fold{k}/, beside the parquets
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -394,11 +394,11 @@ def predict_test_answers(
     rows = np.arange(len(data.test_texts or []))
     probs, _, answers = task.predict(model, "test", rows, accelerator, cfg.train.eval_batch_size)
     if accelerator.is_main_process:
-        folder = fold_dir(cfg, fold)
+        folder = fold_dir(cfg.run_dir, fold)
         write_parquet(
             folder / TEST_ANSWERS_FILE, answers.assign(id=data.test_ids.astype(str))[["id", *answers.columns]]
         )
-        write_parquet(folder / "test.parquet", probability_frame(data.test_ids, probs, data.label_names))
+        write_parquet(folder / TEST_FILE, probability_frame(data.test_ids, probs, data.label_names))
     return answer_summary(answers)
 
 
@@ -561,8 +561,8 @@ def zero_shot(cfg: Config, sample: int | None = None) -> dict:
     Writes `<output_dir>/zero-shot/metrics.json` (the metric of the parsed answers, parse failures,
     unknown words, per-label AUC of the probabilities) and `answers.parquet`.
     """
-    from kagglemlc.modeling import build_tokenizer, load_base
-    from kagglemlc.train import make_accelerator
+    from kagglemlc.models.build import build_tokenizer, load_base
+    from kagglemlc.stages.train import make_accelerator
 
     if cfg.model.kind != "generative":
         raise KaggleMLCError(f"zero-shot needs model.kind: generative (the config has '{cfg.model.kind}')")
@@ -591,14 +591,14 @@ def zero_shot(cfg: Config, sample: int | None = None) -> dict:
         "rows_per_second": round(len(rows) / max(seconds, 1e-9), 2),
     }
     if accelerator.is_main_process:
-        out = cfg.run_dir / "zero-shot"
+        out = cfg.run_dir / ZERO_SHOT_DIR
         frame.insert(0, "id", data.train_ids[rows].astype(str))
         frame.insert(2, "true_labels", [task.prompter.answer_text(answer_labels(r, data.task)) for r in y])
-        write_parquet(out / "answers.parquet", frame)
-        write_json(out / "metrics.json", result)
+        write_parquet(out / ZERO_SHOT_ANSWERS, frame)
+        write_json(out / METRICS_FILE, result)
         info(
             f"zero-shot on {len(rows)} rows: {cfg.competition.metric} {result['metric']:.4f} (parsed answers), "
             f"parse failures {result['parse_failures']} ({result['parse_failure_rate']:.1%}), "
-            f"unknown words {result['unknown_words']} → {out / 'metrics.json'}"
+            f"unknown words {result['unknown_words']} → {out / METRICS_FILE}"
         )
     return result

@@ -36,14 +36,14 @@ import pyarrow.parquet as pq
 from rich.table import Table
 from scipy.stats import rankdata
 
-from kagglemlc.competition import cached_competition
 from kagglemlc.config import Config, load_config, name_problem, save_resolved
-from kagglemlc.console import info, stdout, warn
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import atomic_path, file_digest
-from kagglemlc.folds import FOLDS_FILE, arrow_ids, fold_of_rows, read_folds, same_ids
-from kagglemlc.thresholds import (
-    OOF_FILE,
+from kagglemlc.core.console import info, stdout, warn
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import atomic_path, file_digest
+from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, TEST_FILE
+from kagglemlc.data.competition import arrow_ids, cached_competition
+from kagglemlc.data.folds import fold_of_rows, read_folds, same_ids
+from kagglemlc.stages.tune_thresholds import (
     cut_objective,
     cv_before_after,
     read_probs,
@@ -52,7 +52,6 @@ from kagglemlc.thresholds import (
     write_thresholds,
 )
 
-TEST_FILE = "test.parquet"
 METHODS = ("mean", "rank", "geometric")
 SMALLEST_STEP = 1 / 64
 """The weight search stops refining below this step."""

@@ -29,13 +29,12 @@ import pyarrow as pa
 
 from kagglemlc import __version__
 from kagglemlc.config import CompetitionConfig
-from kagglemlc.console import warn
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import atomic_path, file_digest
+from kagglemlc.core.console import warn
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import atomic_path, file_digest
+from kagglemlc.core.paths import CACHE_FILE
 
 _EXT_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
-CACHE_FILE = "competition.pkl"
-
 
 @dataclass
 class CompetitionData:

@@ -18,14 +18,13 @@ from typing import Any
 
 import yaml
 
-from kagglemlc.competition import read_header
 from kagglemlc.config import STAGES, Config, field_marks, save_resolved, settings_dict
-from kagglemlc.console import info
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import experiment_lock, file_digest
+from kagglemlc.core.console import info
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import experiment_lock, file_digest
+from kagglemlc.core.paths import OOF_FILE, TEST_FILE, TRAINED_MARKS, fold_lock_name
+from kagglemlc.data.competition import read_header
 
-# what a fold folder holds once training has started (a checkpoint) or ended (a model, metrics.json)
-TRAINED_MARKS = ("checkpoint", "checkpoint.old", "model", "metrics.json")
 COLUMNS_KEY = "competition.sample_submission columns"
 
 
@@ -103,10 +102,6 @@ def changed_settings(cfg: Config, stages: tuple[str, ...]) -> list[str]:
     return changes
 
 
-def fold_lock_name(fold: int) -> str:
-    """The lock file of one fold in the experiment folder (outside fold{k}/, which --restart removes)."""
-    return f".lock-fold{fold}"
-
 
 def trained_folds(run_dir: Path) -> list[Path]:
     """Fold folders holding anything trained: a checkpoint, a model or a complete fold's metrics."""
@@ -146,5 +141,5 @@ def discard_folds(cfg: Config, folds: list[int]) -> None:
     for k in folds:
         with experiment_lock(cfg.run_dir, "train --restart", fold_lock_name(k)):  # not while another run trains it
             shutil.rmtree(cfg.run_dir / f"fold{k}", ignore_errors=True)
-    for combined in ("oof.parquet", "test.parquet"):
+    for combined in (OOF_FILE, TEST_FILE):
         (cfg.run_dir / combined).unlink(missing_ok=True)

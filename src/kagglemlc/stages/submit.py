@@ -27,18 +27,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from kagglemlc.competition import CompetitionData, cached_competition
 from kagglemlc.config import CompetitionConfig, Config
-from kagglemlc.console import info
-from kagglemlc.ensemble import TEST_FILE
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import atomic_path, file_lock, write_csv, write_json
-from kagglemlc.thresholds import THRESHOLDS_FILE, apply_cuts, read_probs, read_thresholds
+from kagglemlc.core.console import info
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import atomic_path, file_lock, write_csv, write_json
+from kagglemlc.core.paths import LOG_FILE, LOG_LOCK, PENDING, TEST_FILE, THRESHOLDS_FILE
+from kagglemlc.data.competition import CompetitionData, cached_competition
+from kagglemlc.stages.tune_thresholds import apply_cuts, read_probs, read_thresholds
 
-LOG_FILE = "log.csv"
-LOG_LOCK = ".log.lock"
 """flock'ed by every writer of the log: concurrent submits take turns, none loses another's row."""
-PENDING = ".{file}.pending.json"
 """The log row of a submission being written, journaled before its CSV (see `read_log`)."""
 LOG_COLUMNS = ["file", "experiment", "cv", "message", "time", "public_score"]
 SCORES_PAGE_SIZE = 100

@@ -156,7 +156,7 @@ def experiment_lock(run_dir: Path, command: str, name: str = ".lock") -> Iterato
     """
     import fcntl
 
-    from kagglemlc.errors import KaggleMLCError
+    from kagglemlc.core.errors import KaggleMLCError
 
     path = (Path(run_dir) / name).resolve()
     if path in _HELD:

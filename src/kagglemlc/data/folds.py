@@ -20,14 +20,13 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from rich.table import Table
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from kagglemlc.competition import arrow_ids, cached_competition
 from kagglemlc.config import Config
-from kagglemlc.console import info, stdout, warn
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.experiment import changed_settings, guard_trained, record_settings, trained_folds
-from kagglemlc.files import file_lock, write_parquet
-
-FOLDS_FILE = "folds.parquet"
+from kagglemlc.core.console import info, stdout, warn
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import file_lock, write_parquet
+from kagglemlc.core.paths import FOLDS_FILE, FOLDS_LOCK
+from kagglemlc.data.competition import arrow_ids, cached_competition
+from kagglemlc.data.experiment import changed_settings, guard_trained, record_settings, trained_folds
 
 
 def assign_folds(y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
@@ -142,10 +141,6 @@ def id_positions(found: pd.Series, ids: np.ndarray, path: Path, hint: str) -> np
     raise KaggleMLCError(f"{path}: ids do not match the competition's ({counts}, {detail}); {hint}")
 
 
-def fold_dir(cfg: Config, fold: int) -> Path:
-    """The folder of one fold's outputs: model/, checkpoint/, oof.parquet, test.parquet, metrics.json."""
-    return cfg.run_dir / f"fold{fold}"
-
 
 def prepare(cfg: Config) -> Path:
     """Validates the competition files, splits train into folds and writes `folds.parquet`.
@@ -183,8 +178,8 @@ def prepare(cfg: Config) -> Path:
 def _choose_defaults(cfg: Config, texts: list[str]) -> None:
     """Shows the `auto` settings' values (max_length from these texts) where the model is at hand: prepare
     itself never needs the model, so without it they are chosen by `train`."""
-    from kagglemlc.defaults import apply_defaults
-    from kagglemlc.modeling import build_tokenizer
+    from kagglemlc.models.build import build_tokenizer
+    from kagglemlc.models.defaults import apply_defaults
 
     try:
         tokenizer = build_tokenizer(cfg)
@@ -204,7 +199,7 @@ def ensure_folds(cfg: Config, remake: bool = False) -> Path:
         KaggleMLCError: the file on disk was made with other split settings than the config's.
     """
     path = cfg.run_dir / FOLDS_FILE
-    with file_lock(cfg.run_dir / ".folds.lock"):
+    with file_lock(cfg.run_dir / FOLDS_LOCK):
         if path.is_file() and not remake:
             changes = changed_settings(cfg, ("prepare",))
             if changes:

@@ -28,7 +28,8 @@ from collections.abc import Callable
 import numpy as np
 from sklearn import metrics as skm
 
-from kagglemlc.errors import KaggleMLCError
+from kagglemlc.config.metric_names import METRIC_NAMES, metric_problem
+from kagglemlc.core.errors import KaggleMLCError
 
 
 def _f1(average: str) -> Callable[[np.ndarray, np.ndarray, list[int]], float]:
@@ -69,17 +70,9 @@ PROB_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, str], float]] = {
     "roc_auc": _roc_auc,
     "log_loss": lambda y, p, task: -_log_loss(y, p, task),
 }
-METRIC_NAMES = tuple(LABEL_METRICS) + tuple(PROB_METRICS)
+assert (*LABEL_METRICS, *PROB_METRICS) == METRIC_NAMES, "config.metric_names lists every metric"
 ACCURACY_WHEN_SINGLE_LABEL = frozenset({"accuracy", "f1_micro", "f1_samples", "jaccard"})
 """With one class per row (multiclass, binary) each of these is the share of rows classified right."""
-
-
-def metric_problem(metric: str, task: str) -> str | None:
-    """Why `metric` cannot score a `task` competition, or None when it can."""
-    if metric == "f1" and task != "binary":
-        others = "f1_macro, f1_micro, f1_weighted" + (", f1_samples" if task == "multilabel" else "")
-        return f"metric 'f1' is the positive class's F1 of a binary task; for a {task} task choose one of {others}"
-    return None
 
 
 def check_metric(metric: str, task: str) -> None:

@@ -44,9 +44,9 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from kagglemlc.competition import CompetitionData
 from kagglemlc.config import Config
-from kagglemlc.errors import KaggleMLCError
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.data.competition import CompetitionData
 
 # kagglemlc reports what matters itself; transformers' load reports and shard bars drown it
 hf_logging.set_verbosity_error()
@@ -149,7 +149,7 @@ def _set_decoder_padding(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
 
 def compute_dtype(cfg: Config) -> torch.dtype:
     """The dtype of matmuls under `train.precision` (auto resolved for this machine)."""
-    from kagglemlc.train import resolve_precision  # train imports this module
+    from kagglemlc.stages.train import resolve_precision  # train imports this module
 
     return COMPUTE_DTYPES[resolve_precision(cfg.train.precision)]
 

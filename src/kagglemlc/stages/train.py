@@ -32,19 +32,29 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from kagglemlc.batching import Encodings, collate, length_grouped_batches, tokenize
-from kagglemlc.competition import CompetitionData, load_competition
 from kagglemlc.config import Config, TrainConfig
-from kagglemlc.console import info, is_main_process, stderr
-from kagglemlc.defaults import apply_defaults, resolve_defaults
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.experiment import content_digest, fold_lock_name, guard_trained, record_settings
-from kagglemlc.files import experiment_lock, file_digest, probability_frame, write_json, write_parquet
-from kagglemlc.folds import FOLDS_FILE, ensure_folds, fold_dir, fold_of_rows
-from kagglemlc.generative import ANSWERS_FILE, GenerativeTask, answer_summary
-from kagglemlc.losses import build_loss
-from kagglemlc.metrics import score
-from kagglemlc.modeling import (
+from kagglemlc.core.console import info, is_main_process, stderr
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import experiment_lock, file_digest, probability_frame, write_json, write_parquet
+from kagglemlc.core.paths import (
+    ANSWERS_FILE,
+    CHECKPOINT_DIR,
+    CHECKSUMS_FILE,
+    FOLDS_FILE,
+    METRICS_FILE,
+    MODEL_DIR,
+    OOF_FILE,
+    PROGRESS_FILE,
+    TEST_FILE,
+    fold_dir,
+    fold_lock_name,
+)
+from kagglemlc.data.competition import CompetitionData, load_competition
+from kagglemlc.data.experiment import content_digest, guard_trained, record_settings
+from kagglemlc.data.folds import ensure_folds, fold_of_rows
+from kagglemlc.engine.batching import Encodings, collate, length_grouped_batches, tokenize
+from kagglemlc.engine.tracking import ProgressLog, StepLog, require_tracker, start_run
+from kagglemlc.models.build import (
     build_model,
     build_tokenizer,
     count_parameters,
@@ -52,12 +62,12 @@ from kagglemlc.modeling import (
     load_trained,
     save_trained,
 )
-from kagglemlc.predict import TEST_DIGEST, combine_folds, fold_complete, predict_probs, predict_test
-from kagglemlc.thresholds import fit_cuts
-from kagglemlc.tracking import ProgressLog, StepLog, require_tracker, start_run
-
-PROGRESS_FILE = "progress.json"
-CHECKSUMS_FILE = "checksums.json"
+from kagglemlc.models.defaults import apply_defaults, resolve_defaults
+from kagglemlc.models.losses import build_loss
+from kagglemlc.scoring.metrics import score
+from kagglemlc.stages.predict import TEST_DIGEST, combine_folds, fold_complete, predict_probs, predict_test
+from kagglemlc.stages.tune_thresholds import fit_cuts
+from kagglemlc.tasks.generate import GenerativeTask, answer_summary
 
 
 def cpu_supports_bf16() -> bool:
@@ -213,7 +223,7 @@ class FoldTrainer:
 
     def __init__(self, cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fold: int):
         self.cfg, self.data, self.fold = cfg, data, fold
-        self.dir = fold_dir(cfg, fold)
+        self.dir = fold_dir(cfg.run_dir, fold)
         self.accelerator = make_accelerator(cfg)
         set_seed(cfg.train.seed + fold)
         self.tokenizer = build_tokenizer(cfg)
@@ -250,7 +260,7 @@ class FoldTrainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        tmp, final = self.dir / "checkpoint.tmp", self.dir / "checkpoint"
+        tmp, final = self.dir / "checkpoint.tmp", self.dir / CHECKPOINT_DIR
         if self.accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         self.accelerator.wait_for_everyone()
@@ -264,7 +274,7 @@ class FoldTrainer:
 
     def maybe_resume(self) -> None:
         self.accelerator.wait_for_everyone()  # no rank looks before the main one has removed what --restart drops
-        ckpt = self.dir / "checkpoint"
+        ckpt = self.dir / CHECKPOINT_DIR
         if not (ckpt / PROGRESS_FILE).is_file():
             ckpt = self.dir / "checkpoint.old"  # killed between the two renames of _replace_dir
         if self.accelerator.is_main_process:  # what a killed run was writing (the experiment lock says it is gone)
@@ -290,11 +300,11 @@ class FoldTrainer:
         shutil.rmtree(tmp, ignore_errors=True)
         save_trained(self.cfg, self.accelerator.unwrap_model(self.model), tmp)
         self.tokenizer.save_pretrained(tmp)
-        _replace_dir(tmp, self.dir / "model")
+        _replace_dir(tmp, self.dir / MODEL_DIR)
         ids = self.data.train_ids[self.val_rows]
         if answers is not None:  # generative: the parsed answers beside their probabilities
             write_parquet(self.dir / ANSWERS_FILE, answers.assign(id=ids.astype(str))[["id", *answers.columns]])
-        write_parquet(self.dir / "oof.parquet", probability_frame(ids, val_probs, self.data.label_names))
+        write_parquet(self.dir / OOF_FILE, probability_frame(ids, val_probs, self.data.label_names))
 
     # --- the loop ----------------------------------------------------------------------------
     def train_step(self, micro_batches: list[np.ndarray]) -> float:
@@ -437,14 +447,14 @@ class FoldTrainer:
         acc, p = self.accelerator, self.progress
         acc.wait_for_everyone()
         start = time.perf_counter()
-        best = acc.prepare_model(load_trained(self.cfg, self.dir / "model", self.data), evaluation_mode=True)
+        best = acc.prepare_model(load_trained(self.cfg, self.dir / MODEL_DIR, self.data), evaluation_mode=True)
         loaded = time.perf_counter()
         test_answers = predict_test(best, self.tokenizer, self.cfg, self.data, acc, self.fold)
         predict_seconds, reload_seconds = time.perf_counter() - loaded, loaded - start
         if acc.is_main_process:
             n_test = 0 if self.data.test_texts is None else len(self.data.test_texts)
             write_json(
-                self.dir / "metrics.json",
+                self.dir / METRICS_FILE,
                 {
                     "fold": self.fold,
                     "metric_name": self.cfg.competition.metric,
@@ -536,15 +546,15 @@ def train(cfg: Config, fold: int | None = None, restart: bool = False) -> None:
 def _train_fold(cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, k: int, restart: bool) -> None:
     if restart:
         if is_main_process():
-            remove_resume_state(fold_dir(cfg, k), everything=True)
-            for combined in ("oof.parquet", "test.parquet"):  # they held the discarded fold: `run` retrains
+            remove_resume_state(fold_dir(cfg.run_dir, k), everything=True)
+            for combined in (OOF_FILE, TEST_FILE):  # they held the discarded fold: `run` retrains
                 (cfg.run_dir / combined).unlink(missing_ok=True)
         info(f"fold {k}: --restart: its checkpoint, model and predictions are discarded; training from scratch")
     elif fold_complete(cfg, k):
         if is_main_process():
-            remove_resume_state(fold_dir(cfg, k))  # a kill after metrics.json may have left it behind
+            remove_resume_state(fold_dir(cfg.run_dir, k))  # a kill after metrics.json may have left it behind
         info(
-            f"fold {k}: already complete ({fold_dir(cfg, k) / 'metrics.json'}), skipped; "
+            f"fold {k}: already complete ({fold_dir(cfg.run_dir, k) / METRICS_FILE}), skipped; "
             f"`kagglemlc train --fold {k} --restart` trains it again"
         )
         return

@@ -36,16 +36,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kagglemlc.competition import CompetitionData, cached_competition
 from kagglemlc.config import Config
-from kagglemlc.console import info
-from kagglemlc.errors import KaggleMLCError
-from kagglemlc.files import write_json
-from kagglemlc.folds import fold_of_rows, id_positions, same_ids
-from kagglemlc.metrics import ACCURACY_WHEN_SINGLE_LABEL, PROB_METRICS, check_metric, score
+from kagglemlc.core.console import info
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import write_json
+from kagglemlc.core.paths import OOF_FILE, THRESHOLDS_FILE
+from kagglemlc.data.competition import CompetitionData, cached_competition
+from kagglemlc.data.folds import fold_of_rows, id_positions, same_ids
+from kagglemlc.scoring.metrics import ACCURACY_WHEN_SINGLE_LABEL, PROB_METRICS, check_metric, score
 
-OOF_FILE = "oof.parquet"
-THRESHOLDS_FILE = "thresholds.json"
 ROUNDS = 3
 """Coordinate-ascent passes over the labels (it usually settles after two)."""
 

@@ -1,0 +1,56 @@
+"""Every file and folder name of the on-disk contract, in one place (DESIGN.md "Output contract").
+
+    <output_dir>/
+      config.yaml  folds.parquet  oof.parquet  test.parquet  thresholds.json  report.md  stages.json
+      competition.pkl                   the parsed competition files (a cache)
+      fold{k}/  model/  checkpoint/  oof.parquet  test.parquet  metrics.json
+                oof_answers.parquet  test_answers.parquet        (model.kind: generative)
+      zero-shot/  answers.parquet  metrics.json
+    <submission.dir>/  log.csv  <name>-<time>.csv
+
+Modules import these names; none spells a contract file itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG_FILE = "config.yaml"  # the resolved settings, with what each stage's outputs were made with
+FOLDS_FILE = "folds.parquet"
+OOF_FILE = "oof.parquet"  # out-of-fold probabilities: per fold in fold{k}/, all rows at the top
+TEST_FILE = "test.parquet"  # test probabilities: per fold in fold{k}/, fold-averaged at the top
+THRESHOLDS_FILE = "thresholds.json"
+REPORT_FILE = "report.md"
+STAGES_FILE = "stages.json"  # `run`'s fingerprints of the stages it completed
+CACHE_FILE = "competition.pkl"
+METRICS_FILE = "metrics.json"  # a fold's completion mark and history; zero-shot's result
+ANSWERS_FILE = "oof_answers.parquet"  # generative: the parsed validation answers beside oof.parquet
+TEST_ANSWERS_FILE = "test_answers.parquet"
+ZERO_SHOT_DIR = "zero-shot"
+ZERO_SHOT_ANSWERS = "answers.parquet"
+MODEL_DIR = "model"  # the best model of a fold
+CHECKPOINT_DIR = "checkpoint"  # resumable state of a fold in training
+PROGRESS_FILE = "progress.json"  # in checkpoint/: where the fold's training stands
+CHECKSUMS_FILE = "checksums.json"  # in checkpoint/: sha256 of every file saved with it
+LOG_FILE = "log.csv"  # in submission.dir: one row per submission
+LOG_LOCK = ".log.lock"
+PENDING = ".{file}.pending.json"  # a submission's log row, journaled until the row is in the log
+FOLDS_LOCK = ".folds.lock"
+EXPERIMENT_LOCK = ".lock"
+BLEND_PREFIX = "blend-"  # `ensemble --name mix` → <first member's output_dir>/../blend-mix/
+
+
+def fold_dir(run_dir: Path, fold: int) -> Path:
+    """The folder of one fold's outputs: model/, checkpoint/, oof.parquet, test.parquet, metrics.json."""
+    return run_dir / f"fold{fold}"
+
+
+def fold_lock_name(fold: int) -> str:
+    """The lock file one fold's training holds: folds of one experiment may train on two machines at once."""
+    return f".lock-fold{fold}"
+
+
+# what a killed run may leave half written in a fold folder
+PARTIAL_DIRS = ("checkpoint.tmp", "model.tmp", "checkpoint.old")
+# a fold folder holding any of these has a model trained with the recorded settings
+TRAINED_MARKS = (CHECKPOINT_DIR, "checkpoint.old", MODEL_DIR, METRICS_FILE)
