@@ -39,9 +39,10 @@ import pandas as pd
 import yaml
 
 from kagglemlc.config import load_config
-from kagglemlc.core.files import probability_frame, write_parquet
+from kagglemlc.core.files import write_parquet
 from kagglemlc.core.paths import CACHE_FILE, FOLDS_FILE, OOF_FILE, TEST_FILE, THRESHOLDS_FILE
 from kagglemlc.data.folds import assign_folds
+from kagglemlc.data.predictions import probability_frame
 from kagglemlc.stages.ensemble import ensemble
 from kagglemlc.stages.submit import submit
 from kagglemlc.stages.tune_thresholds import tune_thresholds

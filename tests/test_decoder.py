@@ -25,7 +25,9 @@ from conftest import LABELS, make_competition, toy_frame
 from kagglemlc.config import load_config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.competition import load_competition
+from kagglemlc.engine.accelerator import make_accelerator
 from kagglemlc.engine.batching import tokenize
+from kagglemlc.engine.inference import predict_probs
 from kagglemlc.models.build import (
     HEAD_FILE,
     build_model,
@@ -36,8 +38,7 @@ from kagglemlc.models.build import (
     head_modules,
 )
 from kagglemlc.stages import train as train_module
-from kagglemlc.stages.predict import predict_probs
-from kagglemlc.stages.train import FoldTrainer, fold_assignment, make_accelerator
+from kagglemlc.stages.train import FoldTrainer, fold_assignment
 from tiny_decoders import ARCHS, make_decoder, make_decoder_tokenizer
 from tiny_models import make_encoder
 

@@ -13,7 +13,9 @@ import yaml
 from kagglemlc.config import load_config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.competition import load_competition
-from kagglemlc.stages.ensemble import average_folds, blend, combine_fold_tests, ensemble, fit_weights
+from kagglemlc.data.predictions import average_folds, combine_fold_tests
+from kagglemlc.scoring.blend import blend, fit_weights
+from kagglemlc.stages.ensemble import ensemble
 from kagglemlc.stages.tune_thresholds import fit_cuts
 from test_thresholds import experiment, write_predictions
 

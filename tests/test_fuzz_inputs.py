@@ -42,8 +42,9 @@ from hypothesis import strategies as st
 
 from conftest import make_competition, toy_frame
 from kagglemlc.config import load_config
-from kagglemlc.core.files import probability_frame, write_parquet
+from kagglemlc.core.files import write_parquet
 from kagglemlc.data.competition import load_competition
+from kagglemlc.data.predictions import probability_frame
 
 OUTCOMES: Counter[str] = Counter()
 """How every generated or explicit case ended, reported when the module finishes."""

@@ -7,8 +7,8 @@ import torch
 
 from kagglemlc.config import TrainConfig
 from kagglemlc.engine.batching import Encodings, collate, length_grouped_batches, sorted_batches
+from kagglemlc.engine.optim import Schedule
 from kagglemlc.models.losses import build_loss, class_weights
-from kagglemlc.stages.train import Schedule
 
 Y = np.array([[1, 0], [0, 0], [1, 1], [0, 0]], dtype=np.int8)  # label 0: 2 of 4 positive, label 1: 1 of 4
 
@@ -99,7 +99,7 @@ def test_collate_pads_on_the_tokenizers_side():
 def test_head_lr_applies_to_the_new_head_only(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    from kagglemlc.stages.train import build_optimizer
+    from kagglemlc.engine.optim import build_optimizer
     from tiny_models import make_encoder
 
     model = AutoModelForSequenceClassification.from_pretrained(make_encoder(tmp_path, "bert"), num_labels=3)

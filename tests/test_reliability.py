@@ -163,7 +163,7 @@ def interrupted_fold(tmp_path_factory) -> tuple[Path, Path]:
     model = make_encoder(root / "bert", "bert")
     train = {"max_steps": 4, "eval_every": 2, "checkpoint_every": 1, "batch_size": 16, "precision": "no"}
     config = make_competition(root / "comp", n_train=60, config={"model": {"name": str(model)}, "train": train})
-    from kagglemlc.data.folds import prepare
+    from kagglemlc.stages.prepare import prepare
     from kagglemlc.stages.train import FoldTrainer
     from kagglemlc.stages.train import train as run_train
 

@@ -224,8 +224,9 @@ def test_refused_upload_leaks_nothing(
     The client prefers the access token, then KAGGLE_USERNAME/KAGGLE_KEY, then kaggle.json: each is tried alone.
     """
     caplog.set_level(logging.DEBUG)
-    from kagglemlc.core.files import probability_frame, write_parquet
+    from kagglemlc.core.files import write_parquet
     from kagglemlc.core.paths import THRESHOLDS_FILE
+    from kagglemlc.data.predictions import probability_frame
 
     if credential != "KAGGLE_API_TOKEN":
         monkeypatch.delenv("KAGGLE_API_TOKEN")

@@ -128,7 +128,7 @@ def recorded(monkeypatch):
 
     # the defaults that need no data (max_length: auto stays auto): edits here need not make valid files
     monkeypatch.setattr("kagglemlc.stages.run._choose_defaults", resolve_defaults)
-    monkeypatch.setattr("kagglemlc.data.folds.prepare", stage("prepare", "folds.parquet"))
+    monkeypatch.setattr("kagglemlc.stages.prepare.prepare", stage("prepare", "folds.parquet"))
     monkeypatch.setattr("kagglemlc.stages.train.train", stage("train", "oof.parquet"))
     monkeypatch.setattr("kagglemlc.stages.predict.predict", stage("predict", "test.parquet"))
     monkeypatch.setattr("kagglemlc.stages.tune_thresholds.tune_thresholds", stage("tune-thresholds", "thresholds.json"))

@@ -14,15 +14,9 @@ from conftest import make_competition
 from kagglemlc.config import load_config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.competition import load_competition
+from kagglemlc.data.predictions import read_probs, read_thresholds
 from kagglemlc.scoring.metrics import score
-from kagglemlc.stages.tune_thresholds import (
-    apply_cuts,
-    cut_objective,
-    fit_cuts,
-    read_probs,
-    read_thresholds,
-    tune_thresholds,
-)
+from kagglemlc.stages.tune_thresholds import apply_cuts, cut_objective, fit_cuts, tune_thresholds
 
 ROW_METRICS = ["f1_macro", "f1_weighted", "f1_micro", "jaccard", "f1_samples", "accuracy"]
 

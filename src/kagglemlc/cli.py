@@ -53,7 +53,7 @@ def _main(
 @app.command()
 def prepare(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
     """Validate the competition files and write K-fold multilabel-stratified splits (folds.parquet)."""
-    from kagglemlc.data.folds import prepare as run_prepare
+    from kagglemlc.stages.prepare import prepare as run_prepare
 
     run_prepare(_config(config, overrides))
 
@@ -127,7 +127,7 @@ def zero_shot(
     ),
 ) -> None:
     """Generative models: the untrained model's parsed answers on the training rows → zero-shot/metrics.json."""
-    from kagglemlc.tasks.generate import zero_shot as run_zero_shot
+    from kagglemlc.stages.zero_shot import zero_shot as run_zero_shot
 
     run_zero_shot(_config(config, overrides), sample)
 

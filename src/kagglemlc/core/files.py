@@ -20,9 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
+
+from kagglemlc.core.errors import KaggleMLCError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -115,12 +116,6 @@ def write_parquet(path: str | Path, frame: pd.DataFrame) -> Path:
     return _write_with(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def probability_frame(ids: np.ndarray, probs: np.ndarray, label_names: list[str]) -> pd.DataFrame:
-    """id + one float32 probability column per label: the layout of every oof/test parquet."""
-    frame = pd.DataFrame(np.asarray(probs, dtype=np.float32), columns=label_names[: np.shape(probs)[1]])
-    frame.insert(0, "id", np.asarray(ids).astype(str))
-    return frame
-
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     return _write_with(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
@@ -156,7 +151,6 @@ def experiment_lock(run_dir: Path, command: str, name: str = ".lock") -> Iterato
     """
     import fcntl
 
-    from kagglemlc.core.errors import KaggleMLCError
 
     path = (Path(run_dir) / name).resolve()
     if path in _HELD:

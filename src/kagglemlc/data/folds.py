@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,52 +143,6 @@ def id_positions(found: pd.Series, ids: np.ndarray, path: Path, hint: str) -> np
 
 
 
-def prepare(cfg: Config) -> Path:
-    """Validates the competition files, splits train into folds and writes `folds.parquet`.
-
-    Returns:
-        The path of folds.parquet.
-    """
-    guard_trained(cfg, stages=("prepare",))  # a new split would not match the folds already trained on the old one
-    start = time.perf_counter()
-    # through the cache: the stages after training then find the competition parsed and validated
-    with cached_competition(cfg.competition, cfg.run_dir, with_test=True, group_column=cfg.cv.group_column) as data:
-        fold = assign_folds(data.y, data.task, cfg.cv.folds, cfg.cv.seed, data.groups)
-        counts = fold_counts(data.y, fold, cfg.cv.folds)
-        for name, total in zip(data.label_names, counts.sum(axis=1)):
-            if 0 < total < cfg.cv.folds:
-                warn(
-                    f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: "
-                    "some folds validate without it"
-                )
-        _choose_defaults(cfg, data.train_texts)
-        if not trained_folds(cfg.run_dir):  # config.yaml describes the models there: they are the same
-            record_settings(cfg)
-        folds = pd.DataFrame({"id": data.train_ids.astype(str), "fold": fold})
-        path = write_parquet(cfg.run_dir / FOLDS_FILE, folds)
-    _print_table(data.label_names, counts, np.bincount(fold, minlength=cfg.cv.folds))
-    spread = np.ptp(counts, axis=1)
-    worst = int(spread.argmax())
-    info(
-        f"{len(fold):,} rows × {len(data.label_names)} labels in {cfg.cv.folds} folds; worst per-label spread "
-        f"{spread[worst]} ('{data.label_names[worst]}'); {time.perf_counter() - start:.1f}s → {path}"
-    )
-    return path
-
-
-def _choose_defaults(cfg: Config, texts: list[str]) -> None:
-    """Shows the `auto` settings' values (max_length from these texts) where the model is at hand: prepare
-    itself never needs the model, so without it they are chosen by `train`."""
-    from kagglemlc.models.build import build_tokenizer
-    from kagglemlc.models.defaults import apply_defaults
-
-    try:
-        tokenizer = build_tokenizer(cfg)
-    except KaggleMLCError:
-        info(f"model '{cfg.model.name}' not found here: its `auto` settings (max_length ...) are chosen by train")
-        return
-    apply_defaults(cfg, texts, tokenizer)
-
 
 def ensure_folds(cfg: Config, remake: bool = False) -> Path:
     """folds.parquet, made exactly as `prepare` makes it when it is absent (or when `remake`).
@@ -209,4 +164,42 @@ def ensure_folds(cfg: Config, remake: bool = False) -> Path:
                 )
             return path
         info(f"{path}: {'making it again' if path.is_file() else 'not found'}; splitting as `kagglemlc prepare` does")
-        return prepare(cfg)
+        return make_folds(cfg)
+
+
+def make_folds(cfg: Config, resolve_auto: Callable[[list[str]], None] | None = None) -> Path:
+    """Validates the competition files, splits train into folds and writes `folds.parquet` (what `prepare` does).
+
+    Args:
+        resolve_auto: called with the training texts before the settings are recorded (prepare chooses the
+            `auto` settings there when the model is at hand).
+
+    Returns:
+        The path of folds.parquet.
+    """
+    guard_trained(cfg, stages=("prepare",))  # a new split would not match the folds already trained on the old one
+    start = time.perf_counter()
+    # through the cache: the stages after training then find the competition parsed and validated
+    with cached_competition(cfg.competition, cfg.run_dir, with_test=True, group_column=cfg.cv.group_column) as data:
+        fold = assign_folds(data.y, data.task, cfg.cv.folds, cfg.cv.seed, data.groups)
+        counts = fold_counts(data.y, fold, cfg.cv.folds)
+        for name, total in zip(data.label_names, counts.sum(axis=1)):
+            if 0 < total < cfg.cv.folds:
+                warn(
+                    f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: "
+                    "some folds validate without it"
+                )
+        if resolve_auto is not None:
+            resolve_auto(data.train_texts)
+        if not trained_folds(cfg.run_dir):  # config.yaml describes the models there: they are the same
+            record_settings(cfg)
+        folds = pd.DataFrame({"id": data.train_ids.astype(str), "fold": fold})
+        path = write_parquet(cfg.run_dir / FOLDS_FILE, folds)
+    _print_table(data.label_names, counts, np.bincount(fold, minlength=cfg.cv.folds))
+    spread = np.ptp(counts, axis=1)
+    worst = int(spread.argmax())
+    info(
+        f"{len(fold):,} rows × {len(data.label_names)} labels in {cfg.cv.folds} folds; worst per-label spread "
+        f"{spread[worst]} ('{data.label_names[worst]}'); {time.perf_counter() - start:.1f}s → {path}"
+    )
+    return path

@@ -47,6 +47,7 @@ from transformers.utils import logging as hf_logging
 from kagglemlc.config import Config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.competition import CompetitionData
+from kagglemlc.models.precision import resolve_precision
 
 # kagglemlc reports what matters itself; transformers' load reports and shard bars drown it
 hf_logging.set_verbosity_error()
@@ -94,7 +95,7 @@ def resolve_model_path(cfg: Config) -> str:
     return name  # a hub id: from_pretrained reads it from the cache with local_files_only=True
 
 
-def _cache_kwargs(cfg: Config) -> dict:
+def cache_kwargs(cfg: Config) -> dict:
     kwargs = {"local_files_only": True, "trust_remote_code": cfg.model.trust_remote_code}
     if cfg.model.cache_dir is not None:
         kwargs["cache_dir"] = str(cfg.model.cache_dir)
@@ -117,7 +118,7 @@ def _not_found(cfg: Config, exc: Exception) -> KaggleMLCError:
 def build_tokenizer(cfg: Config, path: str | None = None) -> PreTrainedTokenizerBase:
     """The model's tokenizer (from `path`, default the configured model); decoders get a pad token and right padding."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path or resolve_model_path(cfg), **_cache_kwargs(cfg))
+        tokenizer = AutoTokenizer.from_pretrained(path or resolve_model_path(cfg), **cache_kwargs(cfg))
     except OSError as exc:
         raise _not_found(cfg, exc) from None
     if cfg.model.kind in ("decoder", "generative"):
@@ -149,8 +150,6 @@ def _set_decoder_padding(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
 
 def compute_dtype(cfg: Config) -> torch.dtype:
     """The dtype of matmuls under `train.precision` (auto resolved for this machine)."""
-    from kagglemlc.stages.train import resolve_precision  # train imports this module
-
     return COMPUTE_DTYPES[resolve_precision(cfg.train.precision)]
 
 
@@ -257,7 +256,7 @@ def load_base(cfg: Config, label_names: list[str], task: str, path: str | None =
             dtype=torch.float32 if method == "none" else compute_dtype(cfg),
             quantization_config=quantization,
             **extra,
-            **_cache_kwargs(cfg),
+            **cache_kwargs(cfg),
         )
     except OSError as exc:
         raise _not_found(cfg, exc) from None

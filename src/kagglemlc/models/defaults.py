@@ -20,6 +20,8 @@ import numpy as np
 
 from kagglemlc.config import AUTO, Config
 from kagglemlc.core.console import is_main_process, stdout
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.models.build import build_tokenizer, cache_kwargs, resolve_model_path
 
 # The files sentence-transformers writes beside a checkpoint it trained for embeddings (all-MiniLM, mpnet,
 # bge, e5 ...): their [CLS] vector and pooler were never trained for classification.
@@ -42,8 +44,6 @@ class Choice:
 
 def is_sentence_embedding(cfg: Config) -> bool:
     """Whether `model.name` is a sentence-transformers embedding checkpoint (a local folder, or the HF cache)."""
-    from kagglemlc.core.errors import KaggleMLCError
-    from kagglemlc.models.build import resolve_model_path
 
     try:
         where = resolve_model_path(cfg)
@@ -139,10 +139,8 @@ def model_max_tokens(cfg: Config, tokenizer) -> int:
         return limit
     from transformers import AutoConfig
 
-    from kagglemlc.models.build import _cache_kwargs, resolve_model_path
-
     try:
-        config = AutoConfig.from_pretrained(resolve_model_path(cfg), **_cache_kwargs(cfg))
+        config = AutoConfig.from_pretrained(resolve_model_path(cfg), **cache_kwargs(cfg))
     except (OSError, ValueError):
         return 512
     return int(getattr(config.get_text_config(), "max_position_embeddings", 512) or 512)
@@ -196,7 +194,6 @@ def resolve_defaults(cfg: Config, texts: list[str] | None = None, tokenizer=None
         chosen.append(Choice("train.epochs", train.epochs, why))
     if cfg.model.max_length == AUTO and texts is not None:
         if tokenizer is None:
-            from kagglemlc.models.build import build_tokenizer
 
             tokenizer = build_tokenizer(cfg)
         cfg.model.max_length, why = auto_max_length(cfg, tokenizer, texts)

@@ -26,7 +26,6 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
-from itertools import permutations
 from pathlib import Path
 
 import numpy as np
@@ -34,165 +33,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.table import Table
-from scipy.stats import rankdata
 
 from kagglemlc.config import Config, load_config, name_problem, save_resolved
 from kagglemlc.core.console import info, stdout, warn
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import atomic_path, file_digest
+from kagglemlc.core.parallel import workers
 from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, TEST_FILE
 from kagglemlc.data.competition import arrow_ids, cached_competition
 from kagglemlc.data.folds import fold_of_rows, read_folds, same_ids
-from kagglemlc.stages.tune_thresholds import (
-    cut_objective,
-    cv_before_after,
-    read_probs,
-    threshold_report,
-    workers,
-    write_thresholds,
-)
+from kagglemlc.data.predictions import read_probs
+from kagglemlc.scoring.blend import METHODS, blend32, fit_weights, to_blend_space
+from kagglemlc.stages.tune_thresholds import cut_objective, cv_before_after, threshold_report, write_thresholds
 
-METHODS = ("mean", "rank", "geometric")
-SMALLEST_STEP = 1 / 64
 """The weight search stops refining below this step."""
 SEARCH_ROWS = 50_000
 """On more OOF rows the weight search scores this fixed random subset (the blend is still scored on all rows)."""
 
 
-def _to_blend_space(probs: np.ndarray, method: str) -> np.ndarray:
-    """Where blending is a weighted sum: probabilities (as they are: `_weighted_sum` computes in float64),
-    ranks scaled to [0, 1], or log-probabilities."""
-    if method == "rank":
-        n = len(probs)
-        return (rankdata(probs, axis=0) - 1) / max(n - 1, 1)
-    if method == "geometric":
-        return np.log(np.clip(probs, 1e-7, 1.0))
-    return probs
-
-
-def _from_blend_space(values: np.ndarray, method: str) -> np.ndarray:
-    return np.exp(values) if method == "geometric" else values
-
-
-def blend(arrays: Sequence[np.ndarray], weights: Sequence[float] | None = None, method: str = "mean") -> np.ndarray:
-    """Weighted mean of probability matrices (equal weights by default).
-
-    Args:
-        arrays: (n, L) matrices with the same rows and columns.
-        weights: one non-negative weight per array, summing to 1.
-        method: mean (of probabilities) | rank (of per-column ranks scaled to [0, 1]) | geometric.
-    """
-    if method not in METHODS:
-        raise KaggleMLCError(f"blend method '{method}': choose one of {', '.join(METHODS)}")
-    weights = np.full(len(arrays), 1 / len(arrays)) if weights is None else np.asarray(weights, dtype=np.float64)
-    return _from_blend_space(_weighted_sum(weights, [_to_blend_space(a, method) for a in arrays]), method)
-
-
-def _weighted_sum(weights: np.ndarray, spaces: Sequence[np.ndarray]) -> np.ndarray:
-    """Σ w·z over the positive weights in float64, in order: what `sum` gives, without its temporaries."""
-    total = part = None
-    for w, z in zip(weights, spaces, strict=True):
-        if w > 0 and total is None:
-            total = np.multiply(z, w, dtype=np.float64)
-        elif w > 0:
-            part = np.multiply(z, w, out=part if part is not None else np.empty_like(total))
-            total += part
-    return total
-
-
-def _blend32(weights: np.ndarray, spaces: Sequence[np.ndarray], method: str) -> np.ndarray:
-    """`blend(...).astype(np.float32)` bit for bit, from the members' blend spaces, a few labels at a time: the
-    float64 temporaries stay in cache (the whole-matrix version mostly waits on memory at a million rows)."""
-    out = np.empty(spaces[0].shape[::-1], dtype=np.float32).T  # label-major, like `read_probs`' arrays
-    step = max(1, (1 << 18) // max(len(out), 1))  # labels per block: ~2 MB of float64
-    for j in range(0, out.shape[1], step):
-        out[:, j : j + step] = _from_blend_space(_weighted_sum(weights, [z[:, j : j + step] for z in spaces]), method)
-    return out
-
-
-def average_folds(frames: Sequence[pd.DataFrame], method: str = "mean") -> pd.DataFrame:
-    """Equal-weight blend of id + probability frames (the folds' test predictions), rows in the first's order.
-
-    Raises:
-        KaggleMLCError: frames with different columns or ids.
-    """
-    first = frames[0]
-    ids = first["id"].astype(str)
-    arrays = []
-    for k, frame in enumerate(frames):
-        if list(frame.columns) != list(first.columns):
-            raise KaggleMLCError(f"prediction {k} has columns {list(frame.columns)}, not {list(first.columns)}")
-        indexed = frame.set_index(frame["id"].astype(str)).drop(columns="id")
-        if len(indexed) != len(ids) or not indexed.index.isin(ids).all():
-            raise KaggleMLCError(f"prediction {k} covers other ids than prediction 0")
-        arrays.append(indexed.loc[ids].to_numpy())
-    out = pd.DataFrame(blend(arrays, method=method).astype(np.float32), columns=first.columns.drop("id"))
-    out.insert(0, "id", ids.to_numpy())
-    return out
-
-
-def combine_fold_tests(run_dir: Path, n_folds: int, method: str = "mean") -> pd.DataFrame:
-    """The fold-averaged test predictions from `fold{k}/test.parquet`, k = 0..n_folds-1."""
-    paths = [run_dir / f"fold{k}" / TEST_FILE for k in range(n_folds)]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise KaggleMLCError(f"{missing[0]} not found; run `kagglemlc train` (or `predict`) for every fold first")
-    return average_folds([pd.read_parquet(p) for p in paths], method)
-
-
-def fit_weights(
-    oofs: Sequence[np.ndarray], objective: Callable[[np.ndarray], float], method: str = "mean"
-) -> tuple[np.ndarray, float]:
-    """Non-negative weights summing to 1 that maximise `objective(blend)` on the OOF probabilities.
-
-    Returns:
-        (weights, objective of the blend with those weights).
-    """
-    # candidates are blended in float32, label-major (half the memory traffic of `_blend32`; the search only
-    # compares them), the value returned is that of `_blend32`'s exact blend
-    spaces = [np.ascontiguousarray(_to_blend_space(a, method).T, dtype=np.float32) for a in oofs]
-    cache: dict[tuple[float, ...], float] = {}
-
-    def blended(weights: np.ndarray) -> np.ndarray:
-        total = None
-        for w, z in zip(weights.astype(np.float32), spaces, strict=True):
-            if w > 0 and total is None:
-                total = z * w
-            elif w > 0:
-                total += z * w
-        return _from_blend_space(total, method).T
-
-    def key(weights: np.ndarray) -> tuple[float, ...]:
-        return tuple(np.round(weights, 9))
-
-    def best_of(candidates: list[np.ndarray], pool: ThreadPoolExecutor) -> tuple[np.ndarray, float]:
-        """The first best candidate and its value; the candidates not seen yet are scored concurrently."""
-        todo = {key(w): w for w in candidates if key(w) not in cache}
-        scores = pool.map(lambda w: objective(blended(w)), todo.values())
-        cache.update(zip(todo, scores, strict=True))
-        values = [cache[key(w)] for w in candidates]
-        i = int(np.argmax(values))
-        return candidates[i], values[i]
-
-    m = len(oofs)
-    with ThreadPoolExecutor(max_workers=workers()) as pool:
-        weights, value = best_of([*np.eye(m), np.full(m, 1 / m)], pool)
-        step = 0.25
-        while step >= SMALLEST_STEP:
-            moves = []
-            for i, j in permutations(range(m), 2):
-                if weights[i] > 0:
-                    move = weights.copy()
-                    shift = min(step, weights[i])
-                    move[i] -= shift
-                    move[j] += shift
-                    moves.append(move)
-            best, best_value = best_of(moves, pool) if moves else (weights, value)
-            if best_value > value + 1e-12:
-                weights, value = best, best_value
-            else:
-                step /= 2
-    return weights, objective(_blend32(weights, [_to_blend_space(a, method) for a in oofs], method))
 
 
 def _search_rows(n: int) -> np.ndarray | slice:
@@ -303,7 +161,7 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         objective = cut_objective(data.y[rows], task, metric, th.strategy, th.value, th.multiclass_bias)
         weights, _ = fit_weights(search, objective, method)
         fold = fold_of_rows(first.run_dir, train_ids, folds)
-        oof_spaces = [_to_blend_space(o, method) for o in oofs]
+        oof_spaces = [to_blend_space(o, method) for o in oofs]
         tests = [r.result() for r in reading] or None
         members = [s.result() for s in scoring]
 
@@ -311,10 +169,10 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
             """The OOF blend; its file and the test blend's are made and written while its thresholds are tuned."""
 
             def test_table() -> pa.Table:
-                blended = _blend32(weights, [_to_blend_space(t, method) for t in tests], method)
+                blended = blend32(weights, [to_blend_space(t, method) for t in tests], method)
                 return _probability_table(test_ids, blended, names)
 
-            oof_blend = _blend32(weights, oof_spaces, method)
+            oof_blend = blend32(weights, oof_spaces, method)
             staged.write(OOF_FILE, lambda: _probability_table(train_ids, oof_blend, names))
             if tests is not None:
                 staged.write(TEST_FILE, test_table)

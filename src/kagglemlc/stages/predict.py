@@ -9,91 +9,27 @@ place, so ids never get permuted.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
 
 from kagglemlc.config import Config
 from kagglemlc.core.console import info, is_main_process
 from kagglemlc.core.errors import KaggleMLCError
-from kagglemlc.core.files import probability_frame, write_json, write_parquet
-from kagglemlc.core.paths import METRICS_FILE, MODEL_DIR, OOF_FILE, TEST_FILE, fold_dir
+from kagglemlc.core.files import write_parquet
+from kagglemlc.core.paths import MODEL_DIR, TEST_FILE, fold_dir
 from kagglemlc.data.competition import CompetitionData, load_competition
 from kagglemlc.data.experiment import content_digest, guard_trained, record_settings
 from kagglemlc.data.folds import read_folds
-from kagglemlc.engine.batching import Encodings, collate, sorted_batches, tokenize
+from kagglemlc.data.predictions import (
+    combine_folds,
+    note_test_digest,
+    probability_frame,
+    test_is_current,
+)
+from kagglemlc.engine.batching import tokenize
+from kagglemlc.engine.inference import predict_probs
 from kagglemlc.models.defaults import apply_defaults
-from kagglemlc.stages.ensemble import combine_fold_tests
-
-
-def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
-    """Softmax for multiclass, sigmoid otherwise (multilabel, binary)."""
-    return torch.softmax(logits.float(), dim=-1) if task == "multiclass" else torch.sigmoid(logits.float())
-
-
-def process_batches(lengths: np.ndarray, batch_size: int, accelerator: Accelerator) -> list[np.ndarray]:
-    """This process's share of the length-sorted inference batches: dealt round-robin, gathered back by position."""
-    return sorted_batches(lengths, batch_size)[accelerator.process_index :: accelerator.num_processes]
-
-
-def gather_results(results: list, accelerator: Accelerator) -> list:
-    """Every process's results, on every process (the process's own list when there is one process)."""
-    return gather_object(results) if accelerator.num_processes > 1 else results
-
-
-def predict_probs(
-    model: torch.nn.Module, enc: Encodings, rows: np.ndarray, accelerator: Accelerator, batch_size: int, task: str
-) -> np.ndarray:
-    """Probabilities for `rows` of `enc`, in the order of `rows`.
-
-    Batches are dealt round-robin to the processes and gathered back by position, so with N
-    processes every row is predicted exactly once, however uneven the last batch is.
-    """
-    mine = process_batches(enc.lengths[rows], batch_size, accelerator)
-    pad = 8 if accelerator.device.type == "cuda" else None
-    model.eval()
-    results = []
-    with torch.inference_mode(), accelerator.autocast():
-        for positions in mine:
-            batch = {k: v.to(accelerator.device) for k, v in collate(enc, rows[positions], pad).items()}
-            results.append((positions, probabilities(model(**batch).logits, task).cpu().numpy()))
-    results = gather_results(results, accelerator)
-    n_out = results[0][1].shape[1] if results else 0
-    out = np.full((len(rows), n_out), np.nan, dtype=np.float32)
-    for positions, probs in results:
-        out[positions] = probs
-    return out
-
-
-def fold_complete(cfg: Config, fold: int) -> bool:
-    return (fold_dir(cfg.run_dir, fold) / METRICS_FILE).is_file()
-
-
-def combine_folds(cfg: Config, data: CompetitionData) -> bool:
-    """Writes the top-level oof.parquet and fold-averaged test.parquet once every fold is complete.
-
-    Returns:
-        True when both were written.
-    """
-    folds = range(cfg.cv.folds)
-    if not all(fold_complete(cfg, k) for k in folds):
-        return False
-    oof = pd.concat([pd.read_parquet(fold_dir(cfg.run_dir, k) / OOF_FILE) for k in folds])
-    oof = oof.set_index("id")
-    train_ids = data.train_ids.astype(str)
-    if len(oof) != len(train_ids) or oof.index.has_duplicates or not oof.index.isin(train_ids).all():
-        raise KaggleMLCError(
-            f"{cfg.run_dir}: the folds' oof.parquet files do not cover train exactly once; rerun train"
-        )
-    write_parquet(cfg.run_dir / OOF_FILE, oof.loc[train_ids].reset_index())
-    if data.test_ids is not None:
-        write_parquet(cfg.run_dir / TEST_FILE, combine_fold_tests(cfg.run_dir, cfg.cv.folds))
-    info(f"all {cfg.cv.folds} folds complete → {cfg.run_dir / OOF_FILE}")
-    return True
 
 
 def predict_test(
@@ -119,23 +55,6 @@ def predict_test(
     return None
 
 
-TEST_DIGEST = "test_sha256"  # in fold{k}/metrics.json: the content of the test file fold{k}/test.parquet predicts
-
-
-def _test_is_current(cfg: Config, fold: int, digest: str) -> bool:
-    folder = fold_dir(cfg.run_dir, fold)
-    try:
-        recorded = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8")).get(TEST_DIGEST)
-    except (OSError, ValueError):
-        return False
-    return recorded == digest and (folder / TEST_FILE).is_file()
-
-
-def _note_test_digest(cfg: Config, fold: int, digest: str) -> None:
-    path = fold_dir(cfg.run_dir, fold) / METRICS_FILE
-    if path.is_file():
-        write_json(path, {**json.loads(path.read_text(encoding="utf-8")), TEST_DIGEST: digest})
-
 
 def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> None:
     """Test probabilities from the saved model of one fold (or every fold): after the test file changed, or with
@@ -143,8 +62,8 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> N
 
     With `only_stale` (what `run` does), folds whose test predictions already come from this test file are kept.
     """
+    from kagglemlc.engine.accelerator import make_accelerator
     from kagglemlc.models.build import build_tokenizer, load_trained
-    from kagglemlc.stages.train import make_accelerator
 
     data = load_competition(cfg.competition)
     if data.test_texts is None:
@@ -156,7 +75,7 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> N
         record_settings(cfg)  # the test file these predictions come from
     digest = content_digest(cfg.competition.test)
     folds = [fold] if fold is not None else range(cfg.cv.folds)
-    folds = [k for k in folds if not (only_stale and _test_is_current(cfg, k, digest))]
+    folds = [k for k in folds if not (only_stale and test_is_current(cfg, k, digest))]
     accelerator = make_accelerator(cfg) if folds else None
     for k in folds:
         model_dir = fold_dir(cfg.run_dir, k) / MODEL_DIR
@@ -166,7 +85,7 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> N
         model = accelerator.prepare_model(load_trained(cfg, model_dir, data), evaluation_mode=True)
         predict_test(model, tokenizer, cfg, data, accelerator, k)
         if accelerator.is_main_process:
-            _note_test_digest(cfg, k, digest)
+            note_test_digest(cfg, k, digest)
         info(f"fold {k}: test predictions → {fold_dir(cfg.run_dir, k) / 'test.parquet'}")
     if is_main_process() and (folds or not (cfg.run_dir / TEST_FILE).is_file()):  # else: nothing new to combine
         combine_folds(cfg, data)

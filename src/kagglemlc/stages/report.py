@@ -29,9 +29,10 @@ from kagglemlc.core.console import info, warn
 from kagglemlc.core.files import atomic_path, write_text
 from kagglemlc.core.paths import METRICS_FILE, OOF_FILE, REPORT_FILE, THRESHOLDS_FILE, fold_dir
 from kagglemlc.data.competition import CompetitionData, load_competition
+from kagglemlc.data.predictions import read_probs, read_thresholds
 from kagglemlc.scoring.metrics import PROB_METRICS
 from kagglemlc.stages.submit import read_log
-from kagglemlc.stages.tune_thresholds import apply_cuts, evaluate, read_probs, read_thresholds
+from kagglemlc.stages.tune_thresholds import apply_cuts, evaluate
 
 # ---- collecting ----------------------------------------------------------------------------------
 

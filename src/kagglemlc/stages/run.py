@@ -26,6 +26,13 @@ from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, STAGES_FILE, TEST_FILE, T
 from kagglemlc.data.competition import cached_competition
 from kagglemlc.data.experiment import guard_trained, stage_settings
 from kagglemlc.models.defaults import apply_defaults
+from kagglemlc.stages import (  # the stages it chains (by module: tests replace them)
+    predict,
+    prepare,
+    submit,
+    train,
+    tune_thresholds,
+)
 
 # the stages whose outputs each stage reads
 UPSTREAM: dict[str, tuple[str, ...]] = {
@@ -95,26 +102,20 @@ def run(cfg: Config, upload: bool = False, message: str | None = None, restart: 
 
 
 def _run_stages(cfg: Config, upload: bool, message: str | None, restart: bool) -> None:
-    from kagglemlc.data.folds import prepare
-    from kagglemlc.stages.predict import predict
-    from kagglemlc.stages.submit import submit
-    from kagglemlc.stages.train import train
-    from kagglemlc.stages.tune_thresholds import tune_thresholds
-
     _choose_defaults(cfg)  # once: the stages below get the resolved config
     if guard_trained(cfg, restart):
         _forget(cfg, "train")
     prints = fingerprints(cfg)
-    _stage(cfg, "prepare", prints, lambda: prepare(cfg))
-    _stage(cfg, "train", prints, lambda: train(cfg))
+    _stage(cfg, "prepare", prints, lambda: prepare.prepare(cfg))
+    _stage(cfg, "train", prints, lambda: train.train(cfg))
     if cfg.competition.test is not None:
         # training predicted the test set with every fold's best model; a new test file needs only this
-        _stage(cfg, "predict", prints, lambda: predict(cfg, only_stale=True))
-    _stage(cfg, "tune-thresholds", prints, lambda: tune_thresholds(cfg))
+        _stage(cfg, "predict", prints, lambda: predict.predict(cfg, only_stale=True))
+    _stage(cfg, "tune-thresholds", prints, lambda: tune_thresholds.tune_thresholds(cfg))
     if cfg.competition.test is None or cfg.competition.sample_submission is None:
         info("submit: competition.test / sample_submission not set, nothing to submit")
         return
-    _stage(cfg, "submit", prints, lambda: submit(cfg, message, upload), force=upload)
+    _stage(cfg, "submit", prints, lambda: submit.submit(cfg, message, upload), force=upload)
 
 
 def _choose_defaults(cfg: Config) -> None:

@@ -33,7 +33,8 @@ from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import atomic_path, file_lock, write_csv, write_json
 from kagglemlc.core.paths import LOG_FILE, LOG_LOCK, PENDING, TEST_FILE, THRESHOLDS_FILE
 from kagglemlc.data.competition import CompetitionData, cached_competition
-from kagglemlc.stages.tune_thresholds import apply_cuts, read_probs, read_thresholds
+from kagglemlc.data.predictions import read_probs, read_thresholds
+from kagglemlc.stages.tune_thresholds import apply_cuts
 
 """flock'ed by every writer of the log: concurrent submits take turns, none loses another's row."""
 """The log row of a submission being written, journaled before its CSV (see `read_log`)."""

@@ -27,15 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator, PartialState
-from accelerate.state import AcceleratorState, GradientState
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from kagglemlc.config import Config, TrainConfig
+from kagglemlc.config import Config
 from kagglemlc.core.console import info, is_main_process, stderr
 from kagglemlc.core.errors import KaggleMLCError
-from kagglemlc.core.files import experiment_lock, file_digest, probability_frame, write_json, write_parquet
+from kagglemlc.core.files import experiment_lock, file_digest, write_json, write_parquet
 from kagglemlc.core.paths import (
     ANSWERS_FILE,
     CHECKPOINT_DIR,
@@ -52,109 +51,26 @@ from kagglemlc.core.paths import (
 from kagglemlc.data.competition import CompetitionData, load_competition
 from kagglemlc.data.experiment import content_digest, guard_trained, record_settings
 from kagglemlc.data.folds import ensure_folds, fold_of_rows
+from kagglemlc.data.predictions import TEST_DIGEST, combine_folds, fold_complete, probability_frame
+from kagglemlc.engine.accelerator import make_accelerator
 from kagglemlc.engine.batching import Encodings, collate, length_grouped_batches, tokenize
-from kagglemlc.engine.tracking import ProgressLog, StepLog, require_tracker, start_run
+from kagglemlc.engine.inference import predict_probs
+from kagglemlc.engine.optim import Schedule, build_optimizer
+from kagglemlc.engine.tracking import ProgressLog, StepLog, start_run
 from kagglemlc.models.build import (
     build_model,
     build_tokenizer,
     count_parameters,
-    head_modules,
     load_trained,
     save_trained,
 )
 from kagglemlc.models.defaults import apply_defaults, resolve_defaults
 from kagglemlc.models.losses import build_loss
+from kagglemlc.models.precision import resolve_precision
 from kagglemlc.scoring.metrics import score
-from kagglemlc.stages.predict import TEST_DIGEST, combine_folds, fold_complete, predict_probs, predict_test
+from kagglemlc.stages.predict import predict_test
 from kagglemlc.stages.tune_thresholds import fit_cuts
 from kagglemlc.tasks.generate import GenerativeTask, answer_summary
-
-
-def cpu_supports_bf16() -> bool:
-    """AVX512-BF16 or AMX on x86 Linux: bf16 autocast is then faster than fp32 on the CPU."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str) -> str:
-    """auto → bf16 where supported (GPU, or CPU with AVX512-BF16), else fp16 on GPU, else no (fp32)."""
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_supports_bf16() else "no"
-
-
-def make_accelerator(cfg: Config) -> Accelerator:
-    """A fresh Accelerator for this config (one per fold; in one process the state is a singleton)."""
-    require_tracker(cfg.train.report_to)  # accelerate drops a tracker whose package is absent without a word
-    log_with = None if cfg.train.report_to == "none" else cfg.train.report_to
-    multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if not multi_process:
-        # single process: forget the previous fold's/config's settings (precision may differ)
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-    try:
-        return Accelerator(
-            mixed_precision=resolve_precision(cfg.train.precision),
-            log_with=log_with,
-            project_dir=str(cfg.run_dir),
-            # accelerate only recognises a torchrun launch without GPUs as multi-CPU (gloo) when told cpu=True
-            cpu=multi_process and not torch.cuda.is_available(),
-        )
-    except (ImportError, ValueError) as exc:
-        raise KaggleMLCError(f"train.report_to / train.precision: {exc}") from None
-
-
-class Schedule:
-    """Learning-rate factor per step: linear warmup, then linear / cosine / constant decay.
-
-    `reduce_on_plateau` keeps the factor constant after warmup and halves `plateau_scale` after each
-    evaluation without improvement. A callable object (not a lambda) so LambdaLR checkpoints its state.
-    """
-
-    def __init__(self, kind: str, warmup_steps: int, total_steps: int):
-        self.kind, self.warmup_steps, self.total_steps = kind, warmup_steps, max(total_steps, 1)
-        self.plateau_scale = 1.0
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / (self.warmup_steps + 1)
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        if self.kind == "linear":
-            return max(0.0, 1.0 - progress)
-        if self.kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-        return self.plateau_scale  # constant, reduce_on_plateau
-
-
-def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """AdamW (torch or bitsandbytes 8-bit), no weight decay on biases and norms, `head_lr` for the new head."""
-    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a peft wrapper
-    head = {id(p) for name in head_modules(hf_model) for p in getattr(hf_model, name).parameters()}
-    groups = []
-    for decay in (True, False):
-        for in_head in (False, True):
-            params = [
-                p
-                for p in model.parameters()
-                if p.requires_grad and (p.ndim >= 2) == decay and (id(p) in head) == in_head
-            ]
-            if params:
-                lr = cfg.head_lr if in_head and cfg.head_lr is not None else cfg.lr
-                groups.append({"params": params, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr})
-    if cfg.optimizer == "adamw":
-        # the fused kernel: one pass over every tensor instead of a Python loop per tensor (~10× faster steps
-        # of the optimiser on CPU; on a 22M-parameter MiniLM about a quarter of a training step)
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
-        return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
-    import bitsandbytes as bnb
-
-    cls = bnb.optim.AdamW8bit if cfg.optimizer == "adamw_8bit" else bnb.optim.PagedAdamW8bit
-    return cls(groups, lr=cfg.lr)
 
 
 @dataclass

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,76 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kagglemlc.config import Config
 from kagglemlc.core.console import info
-from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import write_json
+from kagglemlc.core.parallel import workers
 from kagglemlc.core.paths import OOF_FILE, THRESHOLDS_FILE
 from kagglemlc.data.competition import CompetitionData, cached_competition
-from kagglemlc.data.folds import fold_of_rows, id_positions, same_ids
+from kagglemlc.data.folds import fold_of_rows
+from kagglemlc.data.predictions import read_probs
 from kagglemlc.scoring.metrics import ACCURACY_WHEN_SINGLE_LABEL, PROB_METRICS, check_metric, score
 
 ROUNDS = 3
 """Coordinate-ascent passes over the labels (it usually settles after two)."""
 
-
-def read_probs(
-    path: Path, ids: np.ndarray | pa.Array, label_names: list[str], hint: str, unique: bool = False
-) -> np.ndarray:
-    """(len(ids), L) probabilities from an oof/test parquet, rows in the order of `ids`.
-
-    The array is stored label-major (`probs.T` is C-contiguous), the layout the searches work in.
-
-    Args:
-        path: the parquet (id + one column per label).
-        ids: the ids the file must hold, each exactly once (`folds.arrow_ids(ids)` when several files are
-            checked against the same ids: converted once).
-        label_names: the columns to return, in this order.
-        hint: what to run when the file is missing, e.g. "run `kagglemlc train` first".
-        unique: `ids` are known to be distinct (the competition checked them), so a file listing them in
-            this order needs no duplicate check.
-
-    Raises:
-        KaggleMLCError: missing file or column, ids that differ from `ids`, non-finite values.
-    """
-    if not path.is_file():
-        raise KaggleMLCError(f"{path} not found; {hint}")
-    table = pq.read_table(path, memory_map=True)
-    missing = [c for c in ["id", *label_names] if c not in table.column_names]
-    if missing:
-        raise KaggleMLCError(f"{path}: missing column '{missing[0]}' (labels: {', '.join(label_names[:8])}); {hint}")
-    extra = [c for c in table.column_names if c not in ("id", *label_names)]
-    if extra:
-        raise KaggleMLCError(f"{path}: column '{extra[0]}' is not a label of this competition")
-    probs = _label_major([table.column(name) for name in label_names])
-    found = table.column("id")
-    # the usual file lists the ids in the competition's order: no lookup needed
-    if not same_ids(found, ids) or not (unique or found.to_pandas().is_unique):
-        want = ids.to_numpy(zero_copy_only=False) if isinstance(ids, pa.Array) else ids
-        probs = probs[id_positions(found.to_pandas(), want, path, hint)]
-    # a NaN or infinity makes the sum non-finite: the exact check runs only then (or when huge values overflow it)
-    with np.errstate(over="ignore"):
-        total = probs.sum(dtype=np.float64)
-    if not np.isfinite(total) and not np.isfinite(probs).all():
-        raise KaggleMLCError(f"{path}: holds NaN or infinite probabilities; {hint}")
-    return probs
-
-
-def _label_major(columns: list[pa.ChunkedArray]) -> np.ndarray:
-    """(n, L) array of the columns, stored label-major; float columns without nulls copied once, chunk by chunk."""
-    kind = columns[0].type if columns else None
-    if not (pa.types.is_floating(kind) and all(c.type == kind and c.null_count == 0 for c in columns)):
-        return np.stack([c.to_numpy() for c in columns]).T
-    out = np.empty((len(columns), len(columns[0])), dtype=kind.to_pandas_dtype())
-    for row, column in zip(out, columns, strict=True):
-        start = 0
-        for chunk in column.chunks:
-            row[start : start + len(chunk)] = chunk.to_numpy()
-            start += len(chunk)
-    return out.T
 
 
 # ---- cuts -> hard labels -------------------------------------------------------------------------
@@ -141,19 +84,6 @@ def _labelwise_score(tp: np.ndarray, predicted: np.ndarray, positives: np.ndarra
     weighted = metric == "f1_weighted" and positives.sum() > 0
     return float(np.average(f1, weights=positives if weighted else None))
 
-
-def read_thresholds(run_dir: Path, label_names: list[str]) -> np.ndarray:
-    """The tuned cuts of thresholds.json in label order: thresholds, or the bias for multiclass."""
-    path = run_dir / THRESHOLDS_FILE
-    if not path.is_file():
-        raise KaggleMLCError(f"{path} not found; run `kagglemlc tune-thresholds` first")
-    tuned = json.loads(path.read_text(encoding="utf-8"))
-    key = "bias" if tuned["task"] == "multiclass" else "thresholds"
-    values = tuned[key]
-    missing = [n for n in label_names if n not in values]
-    if missing:
-        raise KaggleMLCError(f"{path}: no {key} for label '{missing[0]}'; rerun `kagglemlc tune-thresholds`")
-    return np.array([values[n] for n in label_names], dtype=np.float64)
 
 
 # ---- exact searches ------------------------------------------------------------------------------
@@ -398,11 +328,6 @@ PARALLEL_SCORES = 1 << 22
 """From this many scores on, `_Sorted` indexes labels in threads (below: the ensemble's weight search, which
 scores its candidates in threads itself, and data where starting threads costs more than it saves)."""
 
-
-def workers() -> int:
-    """Threads for independent numpy work (sorts, parquet reads and writes, hashes release the GIL): the cores
-    this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _at_least(cut: float, dtype: np.dtype) -> Any:

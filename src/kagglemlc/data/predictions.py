@@ -1,0 +1,179 @@
+"""The prediction files: every oof/test parquet (id + one probability column per label) and thresholds.json are
+read and written here, and the folds' files are combined into the experiment's.
+
+    write_parquet(path, probability_frame(ids, probs, label_names))
+    probs = read_probs(run_dir / OOF_FILE, data.train_arrow_ids, label_names, hint)   # rows in the ids' order
+    combine_folds(cfg, data)   # fold{k}/oof.parquet → oof.parquet, fold-averaged fold{k}/test.parquet → test.parquet
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kagglemlc.config import Config
+from kagglemlc.core.console import info
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.files import write_json, write_parquet
+from kagglemlc.core.paths import METRICS_FILE, OOF_FILE, TEST_FILE, THRESHOLDS_FILE, fold_dir
+from kagglemlc.data.competition import CompetitionData
+from kagglemlc.data.folds import id_positions, same_ids
+from kagglemlc.scoring.blend import blend
+
+
+def read_probs(
+    path: Path, ids: np.ndarray | pa.Array, label_names: list[str], hint: str, unique: bool = False
+) -> np.ndarray:
+    """(len(ids), L) probabilities from an oof/test parquet, rows in the order of `ids`.
+
+    The array is stored label-major (`probs.T` is C-contiguous), the layout the searches work in.
+
+    Args:
+        path: the parquet (id + one column per label).
+        ids: the ids the file must hold, each exactly once (`folds.arrow_ids(ids)` when several files are
+            checked against the same ids: converted once).
+        label_names: the columns to return, in this order.
+        hint: what to run when the file is missing, e.g. "run `kagglemlc train` first".
+        unique: `ids` are known to be distinct (the competition checked them), so a file listing them in
+            this order needs no duplicate check.
+
+    Raises:
+        KaggleMLCError: missing file or column, ids that differ from `ids`, non-finite values.
+    """
+    if not path.is_file():
+        raise KaggleMLCError(f"{path} not found; {hint}")
+    table = pq.read_table(path, memory_map=True)
+    missing = [c for c in ["id", *label_names] if c not in table.column_names]
+    if missing:
+        raise KaggleMLCError(f"{path}: missing column '{missing[0]}' (labels: {', '.join(label_names[:8])}); {hint}")
+    extra = [c for c in table.column_names if c not in ("id", *label_names)]
+    if extra:
+        raise KaggleMLCError(f"{path}: column '{extra[0]}' is not a label of this competition")
+    probs = _label_major([table.column(name) for name in label_names])
+    found = table.column("id")
+    # the usual file lists the ids in the competition's order: no lookup needed
+    if not same_ids(found, ids) or not (unique or found.to_pandas().is_unique):
+        want = ids.to_numpy(zero_copy_only=False) if isinstance(ids, pa.Array) else ids
+        probs = probs[id_positions(found.to_pandas(), want, path, hint)]
+    # a NaN or infinity makes the sum non-finite: the exact check runs only then (or when huge values overflow it)
+    with np.errstate(over="ignore"):
+        total = probs.sum(dtype=np.float64)
+    if not np.isfinite(total) and not np.isfinite(probs).all():
+        raise KaggleMLCError(f"{path}: holds NaN or infinite probabilities; {hint}")
+    return probs
+
+
+def _label_major(columns: list[pa.ChunkedArray]) -> np.ndarray:
+    """(n, L) array of the columns, stored label-major; float columns without nulls copied once, chunk by chunk."""
+    kind = columns[0].type if columns else None
+    if not (pa.types.is_floating(kind) and all(c.type == kind and c.null_count == 0 for c in columns)):
+        return np.stack([c.to_numpy() for c in columns]).T
+    out = np.empty((len(columns), len(columns[0])), dtype=kind.to_pandas_dtype())
+    for row, column in zip(out, columns, strict=True):
+        start = 0
+        for chunk in column.chunks:
+            row[start : start + len(chunk)] = chunk.to_numpy()
+            start += len(chunk)
+    return out.T
+
+
+def read_thresholds(run_dir: Path, label_names: list[str]) -> np.ndarray:
+    """The tuned cuts of thresholds.json in label order: thresholds, or the bias for multiclass."""
+    path = run_dir / THRESHOLDS_FILE
+    if not path.is_file():
+        raise KaggleMLCError(f"{path} not found; run `kagglemlc tune-thresholds` first")
+    tuned = json.loads(path.read_text(encoding="utf-8"))
+    key = "bias" if tuned["task"] == "multiclass" else "thresholds"
+    values = tuned[key]
+    missing = [n for n in label_names if n not in values]
+    if missing:
+        raise KaggleMLCError(f"{path}: no {key} for label '{missing[0]}'; rerun `kagglemlc tune-thresholds`")
+    return np.array([values[n] for n in label_names], dtype=np.float64)
+
+
+def probability_frame(ids: np.ndarray, probs: np.ndarray, label_names: list[str]) -> pd.DataFrame:
+    """id + one float32 probability column per label: the layout of every oof/test parquet."""
+    frame = pd.DataFrame(np.asarray(probs, dtype=np.float32), columns=label_names[: np.shape(probs)[1]])
+    frame.insert(0, "id", np.asarray(ids).astype(str))
+    return frame
+
+
+def average_folds(frames: Sequence[pd.DataFrame], method: str = "mean") -> pd.DataFrame:
+    """Equal-weight blend of id + probability frames (the folds' test predictions), rows in the first's order.
+
+    Raises:
+        KaggleMLCError: frames with different columns or ids.
+    """
+    first = frames[0]
+    ids = first["id"].astype(str)
+    arrays = []
+    for k, frame in enumerate(frames):
+        if list(frame.columns) != list(first.columns):
+            raise KaggleMLCError(f"prediction {k} has columns {list(frame.columns)}, not {list(first.columns)}")
+        indexed = frame.set_index(frame["id"].astype(str)).drop(columns="id")
+        if len(indexed) != len(ids) or not indexed.index.isin(ids).all():
+            raise KaggleMLCError(f"prediction {k} covers other ids than prediction 0")
+        arrays.append(indexed.loc[ids].to_numpy())
+    out = pd.DataFrame(blend(arrays, method=method).astype(np.float32), columns=first.columns.drop("id"))
+    out.insert(0, "id", ids.to_numpy())
+    return out
+
+
+def combine_fold_tests(run_dir: Path, n_folds: int, method: str = "mean") -> pd.DataFrame:
+    """The fold-averaged test predictions from `fold{k}/test.parquet`, k = 0..n_folds-1."""
+    paths = [run_dir / f"fold{k}" / TEST_FILE for k in range(n_folds)]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise KaggleMLCError(f"{missing[0]} not found; run `kagglemlc train` (or `predict`) for every fold first")
+    return average_folds([pd.read_parquet(p) for p in paths], method)
+
+
+def fold_complete(cfg: Config, fold: int) -> bool:
+    return (fold_dir(cfg.run_dir, fold) / METRICS_FILE).is_file()
+
+
+def combine_folds(cfg: Config, data: CompetitionData) -> bool:
+    """Writes the top-level oof.parquet and fold-averaged test.parquet once every fold is complete.
+
+    Returns:
+        True when both were written.
+    """
+    folds = range(cfg.cv.folds)
+    if not all(fold_complete(cfg, k) for k in folds):
+        return False
+    oof = pd.concat([pd.read_parquet(fold_dir(cfg.run_dir, k) / OOF_FILE) for k in folds])
+    oof = oof.set_index("id")
+    train_ids = data.train_ids.astype(str)
+    if len(oof) != len(train_ids) or oof.index.has_duplicates or not oof.index.isin(train_ids).all():
+        raise KaggleMLCError(
+            f"{cfg.run_dir}: the folds' oof.parquet files do not cover train exactly once; rerun train"
+        )
+    write_parquet(cfg.run_dir / OOF_FILE, oof.loc[train_ids].reset_index())
+    if data.test_ids is not None:
+        write_parquet(cfg.run_dir / TEST_FILE, combine_fold_tests(cfg.run_dir, cfg.cv.folds))
+    info(f"all {cfg.cv.folds} folds complete → {cfg.run_dir / OOF_FILE}")
+    return True
+
+
+TEST_DIGEST = "test_sha256"  # in fold{k}/metrics.json: the content of the test file fold{k}/test.parquet predicts
+
+
+def test_is_current(cfg: Config, fold: int, digest: str) -> bool:
+    folder = fold_dir(cfg.run_dir, fold)
+    try:
+        recorded = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8")).get(TEST_DIGEST)
+    except (OSError, ValueError):
+        return False
+    return recorded == digest and (folder / TEST_FILE).is_file()
+
+
+def note_test_digest(cfg: Config, fold: int, digest: str) -> None:
+    path = fold_dir(cfg.run_dir, fold) / METRICS_FILE
+    if path.is_file():
+        write_json(path, {**json.loads(path.read_text(encoding="utf-8")), TEST_DIGEST: digest})

@@ -1,0 +1,35 @@
+"""The Accelerator every stage runs under: precision, trackers, and a torchrun launch on CPUs (gloo)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+
+from kagglemlc.config import Config
+from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.engine.tracking import require_tracker
+from kagglemlc.models.precision import resolve_precision
+
+
+def make_accelerator(cfg: Config) -> Accelerator:
+    """A fresh Accelerator for this config (one per fold; in one process the state is a singleton)."""
+    require_tracker(cfg.train.report_to)  # accelerate drops a tracker whose package is absent without a word
+    log_with = None if cfg.train.report_to == "none" else cfg.train.report_to
+    multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if not multi_process:
+        # single process: forget the previous fold's/config's settings (precision may differ)
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    try:
+        return Accelerator(
+            mixed_precision=resolve_precision(cfg.train.precision),
+            log_with=log_with,
+            project_dir=str(cfg.run_dir),
+            # accelerate only recognises a torchrun launch without GPUs as multi-CPU (gloo) when told cpu=True
+            cpu=multi_process and not torch.cuda.is_available(),
+        )
+    except (ImportError, ValueError) as exc:
+        raise KaggleMLCError(f"train.report_to / train.precision: {exc}") from None
