@@ -28,7 +28,8 @@ from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.competition import load_competition
 from kagglemlc.engine.batching import collate
 from kagglemlc.models.build import build_tokenizer
-from kagglemlc.tasks.generate import AnswerParser, GenerativeTask
+from kagglemlc.tasks.answers import AnswerParser
+from kagglemlc.tasks.generate import GenerativeTask
 from test_decoder import one_thread  # noqa: F401  (the module-wide one-thread fixture)
 from tiny_decoders import make_chat_decoder, make_decoder
 

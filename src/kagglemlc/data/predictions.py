@@ -21,7 +21,15 @@ from kagglemlc.config import Config
 from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import write_json, write_parquet
-from kagglemlc.core.paths import METRICS_FILE, OOF_FILE, TEST_FILE, THRESHOLDS_FILE, fold_dir
+from kagglemlc.core.paths import (
+    ANSWERS_FILE,
+    METRICS_FILE,
+    OOF_FILE,
+    TEST_ANSWERS_FILE,
+    TEST_FILE,
+    THRESHOLDS_FILE,
+    fold_dir,
+)
 from kagglemlc.data.competition import CompetitionData
 from kagglemlc.data.folds import id_positions, same_ids
 from kagglemlc.scoring.blend import blend
@@ -177,3 +185,24 @@ def note_test_digest(cfg: Config, fold: int, digest: str) -> None:
     path = fold_dir(cfg.run_dir, fold) / METRICS_FILE
     if path.is_file():
         write_json(path, {**json.loads(path.read_text(encoding="utf-8")), TEST_DIGEST: digest})
+
+
+def write_predictions(
+    folder: Path,
+    split: str,
+    ids: np.ndarray,
+    probs: np.ndarray,
+    label_names: list[str],
+    answers: pd.DataFrame | None = None,
+) -> Path:
+    """A fold's predictions of the "oof" (validation) or "test" rows → folder/oof.parquet or test.parquet, and a
+    generative model's answers beside them (oof_answers.parquet / test_answers.parquet). The one writer of both.
+
+    Returns:
+        the probabilities' path.
+    """
+    if answers is not None:
+        answers_file = ANSWERS_FILE if split == "oof" else TEST_ANSWERS_FILE
+        write_parquet(folder / answers_file, answers.assign(id=np.asarray(ids).astype(str))[["id", *answers.columns]])
+    path = folder / (OOF_FILE if split == "oof" else TEST_FILE)
+    return write_parquet(path, probability_frame(ids, probs, label_names))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 
 import torch
 from accelerate import Accelerator
@@ -28,8 +29,16 @@ def make_accelerator(cfg: Config) -> Accelerator:
             mixed_precision=resolve_precision(cfg.train.precision),
             log_with=log_with,
             project_dir=str(cfg.run_dir),
+            # the loop steps the scheduler once per optimiser step, on every process (its schedule counts global steps)
+            step_scheduler_with_optimizer=False,
             # accelerate only recognises a torchrun launch without GPUs as multi-CPU (gloo) when told cpu=True
             cpu=multi_process and not torch.cuda.is_available(),
         )
     except (ImportError, ValueError) as exc:
         raise KaggleMLCError(f"train.report_to / train.precision: {exc}") from None
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float | None]:
+    cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return {"cpu_rss": round(cpu, 1), "gpu_max_allocated": None if gpu is None else round(gpu, 1)}

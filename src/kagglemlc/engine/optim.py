@@ -14,8 +14,8 @@ from kagglemlc.models.build import head_modules
 class Schedule:
     """Learning-rate factor per step: linear warmup, then linear / cosine / constant decay.
 
-    `reduce_on_plateau` keeps the factor constant after warmup and halves `plateau_scale` after each
-    evaluation without improvement. A callable object (not a lambda) so LambdaLR checkpoints its state.
+    `reduce_on_plateau` keeps the factor constant after warmup and halves it after each evaluation without
+    improvement (`evaluated`). A callable object (not a lambda) so LambdaLR checkpoints its state.
     """
 
     def __init__(self, kind: str, warmup_steps: int, total_steps: int):
@@ -31,6 +31,11 @@ class Schedule:
         if self.kind == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
         return self.plateau_scale  # constant, reduce_on_plateau
+
+    def evaluated(self, improved: bool) -> None:
+        """What an evaluation found: without improvement, reduce_on_plateau halves the learning rate."""
+        if self.kind == "reduce_on_plateau" and not improved:
+            self.plateau_scale *= 0.5
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

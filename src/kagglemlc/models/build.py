@@ -310,16 +310,22 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(size(p) for p in model.parameters())
 
 
-def save_trained(cfg: Config, model: torch.nn.Module, folder: Path) -> None:
-    """Writes what `load_trained` needs: the adapter + head (peft), the head alone (`head`), or the whole model."""
+def save_trained(cfg: Config, model: torch.nn.Module, folder: Path, state_dict: dict | None = None) -> None:
+    """Writes what `load_trained` needs: the adapter + head (peft), the head alone (`head`), or the whole model.
+
+    Args:
+        state_dict: the model's weights as the accelerator gathered them (`Accelerator.get_state_dict`: whole
+            under FSDP / DeepSpeed); the model's own by default.
+    """
+    state = model.state_dict() if state_dict is None else state_dict
     if cfg.adapter.method == "head":
         heads = tuple(f"{name}." for name in head_modules(model))
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k.startswith(heads)}
+        state = {k: v.detach().contiguous() for k, v in state.items() if k.startswith(heads)}
         folder.mkdir(parents=True, exist_ok=True)
         save_file(state, folder / HEAD_FILE)
         model.config.save_pretrained(folder)  # labels and pad token, for the reader
     else:
-        model.save_pretrained(folder)  # a PeftModel writes its adapter and modules_to_save only
+        model.save_pretrained(folder, state_dict=state)  # a PeftModel writes its adapter and modules_to_save only
 
 
 def load_trained(cfg: Config, model_dir: Path, data: CompetitionData) -> torch.nn.Module:

@@ -15,35 +15,26 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import math
 import os
-import resource
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 
 import numpy as np
-import pandas as pd
 import torch
 from accelerate import PartialState
 from accelerate.utils import set_seed
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from kagglemlc.config import Config
-from kagglemlc.core.console import info, is_main_process, stderr
+from kagglemlc.core.console import info, is_main_process
 from kagglemlc.core.errors import KaggleMLCError
-from kagglemlc.core.files import experiment_lock, file_digest, write_json, write_parquet
+from kagglemlc.core.files import experiment_lock, write_json
 from kagglemlc.core.paths import (
-    ANSWERS_FILE,
     CHECKPOINT_DIR,
-    CHECKSUMS_FILE,
     FOLDS_FILE,
     METRICS_FILE,
     MODEL_DIR,
     OOF_FILE,
-    PROGRESS_FILE,
     TEST_FILE,
     fold_dir,
     fold_lock_name,
@@ -51,91 +42,37 @@ from kagglemlc.core.paths import (
 from kagglemlc.data.competition import CompetitionData, load_competition
 from kagglemlc.data.experiment import content_digest, guard_trained, record_settings
 from kagglemlc.data.folds import ensure_folds, fold_of_rows
-from kagglemlc.data.predictions import TEST_DIGEST, combine_folds, fold_complete, probability_frame
-from kagglemlc.engine.accelerator import make_accelerator
-from kagglemlc.engine.batching import Encodings, collate, length_grouped_batches, tokenize
-from kagglemlc.engine.inference import predict_probs
+from kagglemlc.data.predictions import TEST_DIGEST, combine_folds, fold_complete, write_predictions
+from kagglemlc.engine.accelerator import make_accelerator, peak_memory_mb
+from kagglemlc.engine.checkpoints import (
+    load_checkpoint,
+    remove_resume_state,
+    save_best,
+    save_checkpoint,
+    trainable_only,
+)
+from kagglemlc.engine.loop import FoldState, train_step, train_while_improving
 from kagglemlc.engine.optim import Schedule, build_optimizer
-from kagglemlc.engine.tracking import ProgressLog, StepLog, start_run
+from kagglemlc.engine.tracking import start_run
 from kagglemlc.models.build import (
     build_model,
     build_tokenizer,
     count_parameters,
     load_trained,
-    save_trained,
 )
 from kagglemlc.models.defaults import apply_defaults, resolve_defaults
-from kagglemlc.models.losses import build_loss
 from kagglemlc.models.precision import resolve_precision
 from kagglemlc.scoring.metrics import score
-from kagglemlc.stages.predict import predict_test
-from kagglemlc.stages.tune_thresholds import fit_cuts
-from kagglemlc.tasks.generate import GenerativeTask, answer_summary
+from kagglemlc.tasks import make_task, predict_test
+from kagglemlc.tasks.base import Predictions
 
-
-@dataclass
-class FoldState:
-    """Where a fold's training stands; saved with every checkpoint."""
-
-    epoch: int = 0
-    step_in_epoch: int = 0
-    step: int = 0
-    samples: int = 0
-    train_seconds: float = 0.0
-    best_metric: float = -math.inf
-    best_step: int = -1
-    bad_evals: int = 0
-    history: list[dict] = field(default_factory=list)
-    stopped_early: bool = False
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Swaps a fully written folder into place; the old one survives until the new one is there."""
-    old = final.with_name(final.name + ".old")
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _checksums(folder: Path) -> dict[str, str]:
-    """sha256 of every file of a checkpoint folder: damage inside tensor data leaves headers intact and loads."""
-    return {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS_FILE}
-
-
-class _Damaged(Exception):
-    pass
-
-
-def _verify_checksums(folder: Path) -> None:
-    """Raises _Damaged naming the first file of a checkpoint whose bytes are not what was saved
-    (checkpoints of kagglemlc versions before checksums have none to check)."""
-    if not (folder / CHECKSUMS_FILE).is_file():
-        return
-    for name, digest in json.loads((folder / CHECKSUMS_FILE).read_text()).items():
-        found = file_digest(folder / name)
-        if found != digest:
-            problem = "is missing" if found == "absent" else "does not match the checksum saved with it"
-            raise _Damaged(f"{name} {problem}")
-
-
-def _trainable_only(models: list[torch.nn.Module], weights: list[dict], output_dir: str) -> None:
-    """Checkpoints keep the weights that train: a frozen base (4-bit or not) is rebuilt from model.name on resume."""
-    for model, state in zip(models, weights):
-        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-        for key in [k for k in state if k not in trainable]:
-            del state[key]
-
-
-def _peak_memory_mb(device: torch.device) -> dict[str, float | None]:
-    cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    return {"cpu_rss": round(cpu, 1), "gpu_max_allocated": None if gpu is None else round(gpu, 1)}
+HISTORY_KEYS = ("step", "epoch", "train_loss", "metric", "metric_at_0.5", "lr")
+"""What every evaluation records; a task's summary (`Task.summary`) adds its own keys beside these."""
 
 
 class FoldTrainer:
-    """The state of one fold's run; `fit()` is the loop."""
+    """One fold's run: the model, its task (`kagglemlc.tasks`), optimiser and schedule; `fit()` trains it with the
+    engine's loop, keeping the best model by the task's selection metric, then `finish()` predicts the test set."""
 
     def __init__(self, cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fold: int):
         self.cfg, self.data, self.fold = cfg, data, fold
@@ -147,130 +84,46 @@ class FoldTrainer:
         self.model = build_model(cfg, data.label_names, data.task)
         self.train_rows = np.flatnonzero(fold_of_row != fold)
         self.val_rows = np.flatnonzero(fold_of_row == fold)
-        # what differs by kind: classifiers score logits against label targets; generative models learn
-        # prompt → answer text (loss on the answer tokens) and are scored on their parsed answers
-        self.gen = GenerativeTask(cfg, self.tokenizer, data) if cfg.model.kind == "generative" else None
-        if self.gen is None:
-            self.enc: Encodings = tokenize(self.tokenizer, data.train_texts, cfg.model.max_length)
-            self.targets = torch.as_tensor(data.y[:, : self.model.config.num_labels], dtype=torch.float32)
-            self.loss_fn = build_loss(cfg.train, data.task, data.y[self.train_rows])
-        else:
-            self.enc = self.gen.sft_encodings()
+        self.task = make_task(cfg, self.tokenizer, data, self.train_rows, self.model.config.num_labels)
+        self.enc = self.task.train_encodings()
         world, t = self.accelerator.num_processes, cfg.train
-        self.global_batch = t.batch_size * world
-        self.steps_per_epoch = math.ceil(len(self.train_rows) / self.global_batch / t.grad_accum)
-        total = (
-            self.steps_per_epoch * t.epochs
-            if t.max_steps is None
-            else min(t.max_steps, self.steps_per_epoch * t.epochs)
-        )
-        self.total_steps = total
-        self.schedule = Schedule(t.scheduler, int(t.warmup_ratio * total), total)
+        self.steps_per_epoch = math.ceil(len(self.train_rows) / (t.batch_size * world) / t.grad_accum)
+        epochs_steps = self.steps_per_epoch * t.epochs
+        self.total_steps = epochs_steps if t.max_steps is None else min(t.max_steps, epochs_steps)
+        self.schedule = Schedule(t.scheduler, int(t.warmup_ratio * self.total_steps), self.total_steps)
         self.trainable, self.total_params = count_parameters(self.model)
         optimizer = build_optimizer(t, self.model)
-        self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
-        self.accelerator.register_for_checkpointing(self.scheduler)
-        self.accelerator.register_save_state_pre_hook(_trainable_only)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
+        # accelerate holds all three: it checkpoints them and wraps them for sharded (FSDP, DeepSpeed) launches
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
+        self.accelerator.register_save_state_pre_hook(trainable_only)
         self.progress = FoldState()
 
-    # --- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        tmp, final = self.dir / "checkpoint.tmp", self.dir / CHECKPOINT_DIR
-        if self.accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp))
-        self.accelerator.wait_for_everyone()  # every rank's RNG file is in tmp before it moves
-        if self.accelerator.is_main_process:
-            write_json(tmp / CHECKSUMS_FILE, _checksums(tmp))
-            write_json(tmp / PROGRESS_FILE, asdict(self.progress))
-            _replace_dir(tmp, final)
-        self.accelerator.wait_for_everyone()
+        save_checkpoint(self.accelerator, self.dir / CHECKPOINT_DIR, asdict(self.progress))
 
     def maybe_resume(self) -> None:
-        self.accelerator.wait_for_everyone()  # no rank looks before the main one has removed what --restart drops
-        ckpt = self.dir / CHECKPOINT_DIR
-        if not (ckpt / PROGRESS_FILE).is_file():
-            ckpt = self.dir / "checkpoint.old"  # killed between the two renames of _replace_dir
-        if self.accelerator.is_main_process:  # what a killed run was writing (the experiment lock says it is gone)
-            for name in ("checkpoint.tmp", "model.tmp", *(["checkpoint.old"] if ckpt.name == "checkpoint" else [])):
-                shutil.rmtree(self.dir / name, ignore_errors=True)
-        if not (ckpt / PROGRESS_FILE).is_file():
-            return
-        try:
-            _verify_checksums(ckpt)
-            self.accelerator.load_state(str(ckpt), strict=False)  # frozen weights are not in it
-            self.progress = FoldState(**json.loads((ckpt / PROGRESS_FILE).read_text()))
-        except Exception as exc:  # a truncated or corrupted checkpoint: safetensors, torch.load, json all land here
-            raise KaggleMLCError(
-                f"{ckpt}: checkpoint is unreadable ({exc if isinstance(exc, _Damaged) else type(exc).__name__}); "
-                f"`kagglemlc train --fold {self.fold} --restart` trains fold {self.fold} again from scratch"
-            ) from None
-        info(f"fold {self.fold}: resuming at step {self.progress.step} (epoch {self.progress.epoch})")
+        progress = load_checkpoint(self.accelerator, self.dir, self.fold)
+        if progress is not None:
+            self.progress = FoldState(**progress)
+            info(f"fold {self.fold}: resuming at step {self.progress.step} (epoch {self.progress.epoch})")
 
-    def save_best(self, val_probs: np.ndarray, answers: pd.DataFrame | None) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        tmp = self.dir / "model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_trained(self.cfg, self.accelerator.unwrap_model(self.model), tmp)
-        self.tokenizer.save_pretrained(tmp)
-        _replace_dir(tmp, self.dir / MODEL_DIR)
-        ids = self.data.train_ids[self.val_rows]
-        if answers is not None:  # generative: the parsed answers beside their probabilities
-            write_parquet(self.dir / ANSWERS_FILE, answers.assign(id=ids.astype(str))[["id", *answers.columns]])
-        write_parquet(self.dir / OOF_FILE, probability_frame(ids, val_probs, self.data.label_names))
+    def loss_of(self, rows: np.ndarray) -> torch.Tensor:
+        pad = 8 if self.accelerator.device.type == "cuda" else None
+        return self.task.loss(self.model, rows, self.accelerator.device, pad)
 
-    # --- the loop ----------------------------------------------------------------------------
     def train_step(self, micro_batches: list[np.ndarray]) -> float:
-        acc, rank, world = self.accelerator, self.accelerator.process_index, self.accelerator.num_processes
-        pad = 8 if acc.device.type == "cuda" else None
-        self.model.train()
-        total = 0.0
-        for i, rows in enumerate(micro_batches):
-            mine = rows[rank::world]
-            batch = collate(self.enc, mine, pad)
-            if self.gen is not None:
-                batch["labels"] = self.gen.loss_labels(batch, mine)
-            batch = {k: v.to(acc.device) for k, v in batch.items()}
-            sync = i == len(micro_batches) - 1
-            with acc.autocast(), torch.enable_grad() if sync else acc.no_sync(self.model):
-                out = self.model(**batch)
-                loss = out.loss if self.gen is not None else self.loss_fn(out.logits, self.targets[mine].to(acc.device))
-                loss = loss / len(micro_batches)
-                acc.backward(loss)
-            total += loss.item()
-        if self.cfg.train.max_grad_norm:
-            acc.clip_grad_norm_(self.model.parameters(), self.cfg.train.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return total
+        acc, t = self.accelerator, self.cfg.train
+        return train_step(acc, self.model, self.optimizer, self.scheduler, self.loss_of, micro_batches, t.max_grad_norm)
 
     def evaluate(self, train_loss: float) -> bool:
-        """Scores the fold's validation rows; returns True when training should stop early."""
-        t, p = self.cfg.train, self.progress
-        answers = None
-        if self.gen is None:
-            probs = predict_probs(
-                self.model, self.enc, self.val_rows, self.accelerator, t.eval_batch_size, self.data.task
-            )
-        else:
-            probs, parsed, answers = self.gen.predict(
-                self.model, "train", self.val_rows, self.accelerator, t.eval_batch_size
-            )
-        y_val, comp = self.data.y[self.val_rows][:, : probs.shape[1]], self.cfg.competition
-        at_half = score(comp.metric, y_val, probs, self.data.task)
-        # Select on the metric with thresholds tuned per label, as tune-thresholds does by default: at a fixed
-        # 0.5 a young model scores 0 on every rare label and all early checkpoints tie. Per label whatever
-        # `thresholds.strategy` says, so the checkpoint chosen depends on training alone and a thresholds edit
-        # never retrains. Both numbers are kept in the history. Generative models are selected on their parsed
-        # answers.
-        if self.gen is None:
-            metric = fit_cuts(y_val, probs, self.data.task, comp.metric, "per_label", 0.5, False)[1]
-        else:
-            metric = self.gen.selection_metric(y_val, probs, parsed)
+        """Scores the fold's validation rows, records them, keeps the model when it is the best so far and
+        checkpoints; returns True when training should stop early."""
+        t, p, metric_name = self.cfg.train, self.progress, self.cfg.competition.metric
+        predicted = self.task.predict(self.model, "train", self.val_rows, self.accelerator, t.eval_batch_size)
+        y_val = self.data.y[self.val_rows][:, : predicted.probs.shape[1]]
+        at_half = score(metric_name, y_val, predicted.probs, self.data.task)
+        metric = self.task.selection_metric(y_val, predicted)
         entry = {
             "step": p.step,
             "epoch": round(p.step / self.steps_per_epoch, 3),
@@ -278,84 +131,52 @@ class FoldTrainer:
             "metric": metric,
             "metric_at_0.5": at_half,
             "lr": self.scheduler.get_last_lr()[0],
-            **({} if answers is None else {"answers": answer_summary(answers)}),
+            **self.task.summary(predicted),
         }
         p.history.append(entry)
-        if metric > p.best_metric:
+        improved = metric > p.best_metric
+        if improved:
             p.best_metric, p.best_step, p.bad_evals = metric, p.step, 0
-            self.save_best(probs, answers)
+            self.save_best(predicted)
         else:
             p.bad_evals += 1
-            if t.scheduler == "reduce_on_plateau":
-                self.schedule.plateau_scale *= 0.5
+        self.schedule.evaluated(improved)
         p.stopped_early = t.early_stopping_patience is not None and p.bad_evals >= t.early_stopping_patience
-        name = self.cfg.competition.metric
         self.accelerator.log(
-            {f"eval/{name}": metric, f"eval/{name}_at_0.5": at_half, f"eval/best_{name}": p.best_metric}, step=p.step
+            {
+                f"eval/{metric_name}": metric,
+                f"eval/{metric_name}_at_0.5": at_half,
+                f"eval/best_{metric_name}": p.best_metric,
+            },
+            step=p.step,
         )
         self.save_checkpoint()
         rate = p.samples / max(p.train_seconds, 1e-9)
-        how = "tuned" if self.gen is None else f"parsed ({entry['answers']['parse_failures']} parse failures)"
+        how = "tuned" if "answers" not in entry else f"parsed ({entry['answers']['parse_failures']} parse failures)"
         info(
             f"fold {self.fold} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: loss {train_loss:.4f} "
-            f"{self.cfg.competition.metric} {metric:.4f} {how} / {at_half:.4f} probabilities at 0.5 "
+            f"{metric_name} {metric:.4f} {how} / {at_half:.4f} probabilities at 0.5 "
             f"(best {p.best_metric:.4f} @ {p.best_step}) {rate:.0f} samples/s"
         )
         return p.stopped_early
 
+    def save_best(self, predicted: Predictions) -> None:
+        save_best(self.accelerator, self.cfg, self.model, self.tokenizer, self.dir / MODEL_DIR)
+        if self.accelerator.is_main_process:
+            ids = self.data.train_ids[self.val_rows]
+            write_predictions(self.dir, "oof", ids, predicted.probs, self.data.label_names, predicted.answers)
+
     def fit(self) -> None:
         self.maybe_resume()
-        t, p, acc = self.cfg.train, self.progress, self.accelerator
-        bar = Progress(
-            TextColumn(f"fold {self.fold}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} steps"),
-            TextColumn("{task.fields[status]}"),
-            TimeRemainingColumn(),
-            console=stderr,
-            disable=not (acc.is_main_process and stderr.is_terminal),
-        )
-        # without a terminal (a notebook cell, a log file) the bar is off: plain lines instead
-        lines = ProgressLog(
-            self.fold, self.total_steps, p.step, t.log_every_seconds, acc.is_main_process and not stderr.is_terminal
-        )
-        tracked = StepLog(acc, t.log_every)
-        done = p.stopped_early or p.step >= self.total_steps
-        with bar:
-            task = bar.add_task("train", total=self.total_steps, completed=p.step, status="")
-            running_loss, n_loss = 0.0, 0
-            while not done and p.epoch < t.epochs:
-                batches = length_grouped_batches(
-                    self.enc.lengths[self.train_rows], self.global_batch, t.seed + self.fold, p.epoch, t.group_by_length
-                )
-                # every process needs rows in every batch: drop a last batch smaller than the world
-                batches = [self.train_rows[b] for b in batches if len(b) >= acc.num_processes]
-                groups = [batches[i : i + t.grad_accum] for i in range(0, len(batches), t.grad_accum)]
-                for micro_batches in groups[p.step_in_epoch :]:
-                    start = time.perf_counter()
-                    loss = self.train_step(micro_batches)
-                    running_loss += loss
-                    n_loss += 1
-                    p.train_seconds += time.perf_counter() - start
-                    p.samples += sum(len(b) for b in micro_batches)
-                    p.step += 1
-                    p.step_in_epoch += 1
-                    last_in_epoch = p.step_in_epoch == len(groups)
-                    if last_in_epoch:
-                        p.epoch, p.step_in_epoch = p.epoch + 1, 0
-                    finished = p.step >= self.total_steps or (last_in_epoch and p.epoch >= t.epochs)
-                    due = (p.step % t.eval_every == 0) if t.eval_every else last_in_epoch
-                    rate = p.samples / max(p.train_seconds, 1e-9)
-                    bar.update(task, completed=p.step, status=f"loss {running_loss / n_loss:.4f} {rate:.0f} samples/s")
-                    lines.maybe_log(p.step, running_loss / n_loss, rate)
-                    tracked.add(p.step, loss, self.scheduler.get_last_lr()[0], rate)
-                    if due or finished:
-                        done = self.evaluate(running_loss / n_loss) or finished
-                        running_loss, n_loss = 0.0, 0
-                    elif p.step % t.checkpoint_every == 0:
-                        self.save_checkpoint()
-                    if done:
-                        break
+        t, acc = self.cfg.train, self.accelerator
+        for point in train_while_improving(
+            acc, self.model, self.optimizer, self.scheduler, self.loss_of, self.enc.lengths, self.train_rows,
+            self.progress, t, self.total_steps, t.seed + self.fold, self.fold,
+        ):  # fmt: skip
+            if not point.evaluate:
+                self.save_checkpoint()
+            elif self.evaluate(point.train_loss):
+                break
         self.finish()
 
     def finish(self) -> None:
@@ -365,18 +186,22 @@ class FoldTrainer:
         start = time.perf_counter()
         best = acc.prepare_model(load_trained(self.cfg, self.dir / MODEL_DIR, self.data), evaluation_mode=True)
         loaded = time.perf_counter()
-        test_answers = predict_test(best, self.tokenizer, self.cfg, self.data, acc, self.fold)
+        test_summary = predict_test(self.task, best, self.cfg, self.data, acc, self.fold)
         predict_seconds, reload_seconds = time.perf_counter() - loaded, loaded - start
         if acc.is_main_process:
             n_test = 0 if self.data.test_texts is None else len(self.data.test_texts)
+            chosen = next((h for h in reversed(p.history) if h["step"] == p.best_step), {})
+            oof_summary = {k: v for k, v in chosen.items() if k not in HISTORY_KEYS}  # the task's summary
+            summaries = {
+                key: {"oof": oof_summary.get(key), "test": test_summary.get(key)}
+                for key in {**oof_summary, **test_summary}
+            }
             write_json(
                 self.dir / METRICS_FILE,
                 {
                     "fold": self.fold,
                     "metric_name": self.cfg.competition.metric,
-                    "selection": "metric with thresholds tuned on the validation rows (metric_at_0.5 beside it)"
-                    if self.gen is None
-                    else "metric of the parsed generated answers (metric_at_0.5: of the label probabilities)",
+                    "selection": self.task.selection,
                     "best_metric": p.best_metric,
                     "best_step": p.best_step,
                     "stopped_early": p.stopped_early,
@@ -396,25 +221,14 @@ class FoldTrainer:
                     TEST_DIGEST: content_digest(self.cfg.competition.test),
                     "precision": resolve_precision(self.cfg.train.precision),
                     "processes": acc.num_processes,
-                    "peak_memory_mb": _peak_memory_mb(acc.device),
-                    **({} if self.gen is None else {"answers": {"oof": self._best_answers(), "test": test_answers}}),
+                    "peak_memory_mb": peak_memory_mb(acc.device),
+                    **summaries,
                 },
             )
             remove_resume_state(self.dir)
         acc.wait_for_everyone()
         for tracker in acc.trackers:  # not end_training(): it destroys the process group the next fold needs
             tracker.finish()
-
-    def _best_answers(self) -> dict | None:
-        best = [h for h in self.progress.history if h["step"] == self.progress.best_step]
-        return best[-1].get("answers") if best else None
-
-
-def remove_resume_state(folder: Path, everything: bool = False) -> None:
-    """Drops a complete fold's resume state and half-written folders (they can be gigabytes); with
-    `everything`, the whole fold folder (`train --restart`)."""
-    for name in ["."] if everything else ["checkpoint", "checkpoint.old", "checkpoint.tmp", "model.tmp"]:
-        shutil.rmtree(folder / name, ignore_errors=True)
 
 
 def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:

@@ -20,7 +20,8 @@ from kagglemlc.engine.accelerator import make_accelerator
 from kagglemlc.models.build import build_tokenizer, load_base
 from kagglemlc.models.defaults import apply_defaults
 from kagglemlc.scoring.metrics import score
-from kagglemlc.tasks.generate import GenerativeTask, answer_labels, answer_summary
+from kagglemlc.tasks.answers import answer_labels, answer_summary
+from kagglemlc.tasks.generate import GenerativeTask
 
 
 # --- zero-shot -------------------------------------------------------------------------------
@@ -44,20 +45,21 @@ def zero_shot(cfg: Config, sample: int | None = None) -> dict:
     task = GenerativeTask(cfg, tokenizer, data)
     model = accelerator.prepare_model(load_base(cfg, data.label_names, data.task), evaluation_mode=True)
     start = time.perf_counter()
-    probs, parsed, frame = task.predict(model, "train", rows, accelerator, cfg.train.eval_batch_size)
+    predicted = task.predict(model, "train", rows, accelerator, cfg.train.eval_batch_size)
     seconds = time.perf_counter() - start
     y = data.y[rows]
     result = {
         "model": cfg.model.name,
         "metric_name": cfg.competition.metric,
-        "metric": task.selection_metric(y, probs, parsed),
-        **answer_summary(frame),
-        "probability_roc_auc": score("roc_auc", y, probs, data.task),
+        "metric": task.selection_metric(y, predicted),
+        **answer_summary(predicted.answers),
+        "probability_roc_auc": score("roc_auc", y, predicted.probs, data.task),
         "seconds": round(seconds, 2),
         "rows_per_second": round(len(rows) / max(seconds, 1e-9), 2),
     }
     if accelerator.is_main_process:
         out = cfg.run_dir / ZERO_SHOT_DIR
+        frame = predicted.answers
         frame.insert(0, "id", data.train_ids[rows].astype(str))
         frame.insert(2, "true_labels", [task.prompter.answer_text(answer_labels(r, data.task)) for r in y])
         write_parquet(out / ZERO_SHOT_ANSWERS, frame)

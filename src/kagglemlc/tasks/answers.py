@@ -1,0 +1,151 @@
+"""Generated answers → labels: a parser that survives case, spacing, synonyms, extra words and unknown labels.
+
+    parser = AnswerParser(["joy", "anger"], synonyms={"joy": ["happiness"]})
+    parser.parse("Happiness, and ANGER!").labels    # (0, 1)
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from kagglemlc.core.errors import KaggleMLCError
+
+NONE_WORDS = frozenset({"none", "nothing", "n/a", "na"})
+
+
+FILLER_WORDS = frozenset({"and", "or", "the", "a", "an", "label", "labels", "answer", "is", "are", "of", "no"})
+
+
+_SEPARATORS = re.compile(r"[,;|/&\n\r\t•·*+]|\band\b|\bor\b")
+
+
+_NOT_WORD = re.compile(r"[^\w\s'/]")
+
+
+def normalize(text: str) -> str:
+    """Lower case, unicode-normalised, `_` and `-` as spaces: how label names and answers are compared."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("_", " ").replace("-", " ")
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    labels: tuple[int, ...]
+    """Label indices in the order the answer mentions them (each once)."""
+    unknown: tuple[str, ...] = ()
+    """Words that are neither a label, a synonym, a near-miss, "none" nor filler: ignored, counted."""
+    said_none: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """No label and no explicit "none": the answer could not be read as an answer."""
+        return not self.labels and not self.said_none
+
+
+class AnswerParser:
+    """Reads label names out of free text.
+
+    Survives case, spacing, punctuation, bullets and numbering, "and"/"or", prose around the labels,
+    synonyms (`generation.synonyms`) and near-misses (difflib similarity ≥ `cutoff`); other words are
+    ignored and counted. Multi-word labels match as phrases, longest first.
+
+        AnswerParser(["joy", "anger"], {"anger": ["mad"]}).parse("- Joy\\n- MAD.").labels   # (0, 1)
+    """
+
+    def __init__(self, label_names: list[str], synonyms: dict[str, list[str]] | None = None, cutoff: float = 0.85):
+        self.label_names, self.cutoff = label_names, cutoff
+        self.phrases: dict[str, int] = {}
+        for i, name in enumerate(label_names):
+            self._add(normalize(name), i, f"label '{name}'")
+        index = {name: i for i, name in enumerate(label_names)}
+        for label, words in (synonyms or {}).items():
+            if label not in index:
+                raise KaggleMLCError(
+                    f"generation.synonyms: '{label}' is not a label; labels are: {', '.join(label_names[:30])}"
+                )
+            for word in words:
+                self._add(normalize(word), index[label], f"generation.synonyms.{label}: '{word}'")
+        self.max_words = max(len(p.split()) for p in self.phrases)
+
+    def _add(self, phrase: str, label: int, what: str) -> None:
+        if not phrase:
+            raise KaggleMLCError(f"{what} is empty once normalised; give it letters or digits")
+        if self.phrases.get(phrase, label) != label:
+            other = self.label_names[self.phrases[phrase]]
+            raise KaggleMLCError(f"{what} reads the same as label '{other}'; answers could not tell them apart")
+        self.phrases[phrase] = label
+
+    def _fuzzy(self, phrase: str) -> int | None:
+        if self.cutoff >= 1:
+            return None
+        close = difflib.get_close_matches(phrase, list(self.phrases), n=1, cutoff=self.cutoff)
+        return self.phrases[close[0]] if close else None
+
+    def parse(self, text: str) -> ParsedAnswer:
+        found: list[int] = []
+        unknown: list[str] = []
+        said_none = False
+        for chunk in _SEPARATORS.split(normalize(text)):
+            words = [w.strip("'/") for w in _NOT_WORD.sub(" ", chunk).split()]
+            words = [w for w in words if w and not w.isdigit()]  # numbering "1." "2)"
+            leftover: list[str] = []
+            i = 0
+            while i < len(words):
+                for n in range(min(self.max_words, len(words) - i), 0, -1):
+                    label = self.phrases.get(" ".join(words[i : i + n]))
+                    if label is not None:
+                        found.append(label)
+                        i += n
+                        break
+                else:
+                    leftover.append(words[i])
+                    i += 1
+            if not leftover:
+                continue
+            label = self._fuzzy(" ".join(leftover)) if len(leftover) <= self.max_words else None
+            if label is not None:
+                found.append(label)
+                continue
+            for word in leftover:
+                if word in NONE_WORDS:
+                    said_none = True
+                elif word in FILLER_WORDS:
+                    continue
+                elif (label := self._fuzzy(word)) is not None:
+                    found.append(label)
+                else:
+                    unknown.append(word)
+        labels = tuple(dict.fromkeys(found))
+        return ParsedAnswer(labels, tuple(unknown), said_none and not labels)
+
+
+def parsed_matrix(parsed: list[ParsedAnswer], n_labels: int, task: str) -> np.ndarray:
+    """(n, L) 0/1 predictions from parsed answers; multiclass keeps the first label named."""
+    hard = np.zeros((len(parsed), n_labels), dtype=np.int8)
+    for i, answer in enumerate(parsed):
+        labels = answer.labels[:1] if task == "multiclass" else answer.labels
+        hard[i, list(labels)] = 1
+    return hard
+
+
+def answer_labels(y_row: np.ndarray, task: str) -> list[int]:
+    """The labels a training row's answer lists, in label order."""
+    return [int(np.argmax(y_row))] if task == "multiclass" else np.flatnonzero(y_row).tolist()
+
+
+def answer_summary(frame: pd.DataFrame) -> dict[str, float | int]:
+    """Parse failures and unknown words of a frame of answers, for metrics.json."""
+    n = len(frame)
+    failed = int(frame["parse_failed"].sum())
+    return {
+        "rows": n,
+        "parse_failures": failed,
+        "parse_failure_rate": round(failed / max(n, 1), 4),
+        "unknown_words": int(frame["unknown_words"].sum()),
+    }
