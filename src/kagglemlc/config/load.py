@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from kagglemlc.config.schema import DEFAULT_CONFIG, Config, _resolve_path, _sections
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import write_yaml
+from kagglemlc.core.paths import CONFIG_FILE
 
 
 def _is_path_field(annotation: Any, metadata: list[Any]) -> bool:
@@ -186,4 +187,4 @@ def save_resolved(cfg: Config, stages: dict[str, dict[str, Any]] | None = None) 
         "git_commit": _git_commit(config_file.parent),
         **({"stages": stages} if stages is not None else {}),
     }
-    return write_yaml(cfg.run_dir / "config.yaml", {**settings_dict(cfg), "meta": meta})
+    return write_yaml(cfg.run_dir / CONFIG_FILE, {**settings_dict(cfg), "meta": meta})

@@ -17,8 +17,9 @@ from pydantic import (
 )
 
 from kagglemlc.config.metric_names import METRIC_NAMES, metric_problem
+from kagglemlc.core.paths import DEFAULT_CONFIG_FILE
 
-DEFAULT_CONFIG = Path("kagglemlc.yaml")
+DEFAULT_CONFIG = Path(DEFAULT_CONFIG_FILE)
 
 
 def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:

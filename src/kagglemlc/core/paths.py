@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DEFAULT_CONFIG_FILE = "kagglemlc.yaml"  # the config `kagglemlc <command>` reads when none is named
 CONFIG_FILE = "config.yaml"  # the resolved settings, with what each stage's outputs were made with
 FOLDS_FILE = "folds.parquet"
 OOF_FILE = "oof.parquet"  # out-of-fold probabilities: per fold in fold{k}/, all rows at the top
@@ -50,7 +51,9 @@ def fold_lock_name(fold: int) -> str:
     return f".lock-fold{fold}"
 
 
+# a folder is written as <name>.tmp and swapped in; <name>.old is the previous one until the swap is complete
+CHECKPOINT_TMP, CHECKPOINT_OLD, MODEL_TMP = f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old", f"{MODEL_DIR}.tmp"
 # what a killed run may leave half written in a fold folder
-PARTIAL_DIRS = ("checkpoint.tmp", "model.tmp", "checkpoint.old")
+PARTIAL_DIRS = (CHECKPOINT_TMP, MODEL_TMP, CHECKPOINT_OLD)
 # a fold folder holding any of these has a model trained with the recorded settings
-TRAINED_MARKS = (CHECKPOINT_DIR, "checkpoint.old", MODEL_DIR, METRICS_FILE)
+TRAINED_MARKS = (CHECKPOINT_DIR, CHECKPOINT_OLD, MODEL_DIR, METRICS_FILE)

@@ -22,7 +22,7 @@ from kagglemlc.config import STAGES, Config, field_marks, save_resolved, setting
 from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import experiment_lock, file_digest
-from kagglemlc.core.paths import OOF_FILE, TEST_FILE, TRAINED_MARKS, fold_lock_name
+from kagglemlc.core.paths import CONFIG_FILE, OOF_FILE, TEST_FILE, TRAINED_MARKS, fold_dir, fold_lock_name
 from kagglemlc.data.competition import read_header
 
 COLUMNS_KEY = "competition.sample_submission columns"
@@ -77,7 +77,7 @@ def record_settings(cfg: Config) -> Path:
 def recorded_settings(run_dir: Path) -> dict[str, dict[str, Any]] | None:
     """The stage settings `config.yaml` recorded (None when there is no record)."""
     try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return None
     stages = (raw.get("meta") or {}).get("stages") if isinstance(raw, dict) else None
@@ -140,6 +140,6 @@ def discard_folds(cfg: Config, folds: list[int]) -> None:
     """Removes the folds' folders and the combined predictions that held them (the user asked: --restart)."""
     for k in folds:
         with experiment_lock(cfg.run_dir, "train --restart", fold_lock_name(k)):  # not while another run trains it
-            shutil.rmtree(cfg.run_dir / f"fold{k}", ignore_errors=True)
+            shutil.rmtree(fold_dir(cfg.run_dir, k), ignore_errors=True)
     for combined in (OOF_FILE, TEST_FILE):
         (cfg.run_dir / combined).unlink(missing_ok=True)

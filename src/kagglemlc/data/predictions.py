@@ -27,7 +27,6 @@ from kagglemlc.core.paths import (
     OOF_FILE,
     TEST_ANSWERS_FILE,
     TEST_FILE,
-    THRESHOLDS_FILE,
     fold_dir,
 )
 from kagglemlc.data.competition import CompetitionData
@@ -91,20 +90,6 @@ def _label_major(columns: list[pa.ChunkedArray]) -> np.ndarray:
     return out.T
 
 
-def read_thresholds(run_dir: Path, label_names: list[str]) -> np.ndarray:
-    """The tuned cuts of thresholds.json in label order: thresholds, or the bias for multiclass."""
-    path = run_dir / THRESHOLDS_FILE
-    if not path.is_file():
-        raise KaggleMLCError(f"{path} not found; run `kagglemlc tune-thresholds` first")
-    tuned = json.loads(path.read_text(encoding="utf-8"))
-    key = "bias" if tuned["task"] == "multiclass" else "thresholds"
-    values = tuned[key]
-    missing = [n for n in label_names if n not in values]
-    if missing:
-        raise KaggleMLCError(f"{path}: no {key} for label '{missing[0]}'; rerun `kagglemlc tune-thresholds`")
-    return np.array([values[n] for n in label_names], dtype=np.float64)
-
-
 def probability_frame(ids: np.ndarray, probs: np.ndarray, label_names: list[str]) -> pd.DataFrame:
     """id + one float32 probability column per label: the layout of every oof/test parquet."""
     frame = pd.DataFrame(np.asarray(probs, dtype=np.float32), columns=label_names[: np.shape(probs)[1]])
@@ -135,7 +120,7 @@ def average_folds(frames: Sequence[pd.DataFrame], method: str = "mean") -> pd.Da
 
 def combine_fold_tests(run_dir: Path, n_folds: int, method: str = "mean") -> pd.DataFrame:
     """The fold-averaged test predictions from `fold{k}/test.parquet`, k = 0..n_folds-1."""
-    paths = [run_dir / f"fold{k}" / TEST_FILE for k in range(n_folds)]
+    paths = [fold_dir(run_dir, k) / TEST_FILE for k in range(n_folds)]
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise KaggleMLCError(f"{missing[0]} not found; run `kagglemlc train` (or `predict`) for every fold first")

@@ -23,7 +23,15 @@ from transformers import PreTrainedTokenizerBase
 from kagglemlc.config import Config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import file_digest, write_json
-from kagglemlc.core.paths import CHECKSUMS_FILE, PARTIAL_DIRS, PROGRESS_FILE
+from kagglemlc.core.paths import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_OLD,
+    CHECKPOINT_TMP,
+    CHECKSUMS_FILE,
+    MODEL_TMP,
+    PARTIAL_DIRS,
+    PROGRESS_FILE,
+)
 from kagglemlc.models.build import save_trained
 
 
@@ -69,7 +77,7 @@ def trainable_only(models: list[torch.nn.Module], weights: list[dict], output_di
 def remove_resume_state(folder: Path, everything: bool = False) -> None:
     """Drops a complete fold's resume state and half-written folders (they can be gigabytes); with
     `everything`, the whole fold folder (`train --restart`)."""
-    for name in ["."] if everything else ["checkpoint", "checkpoint.old", "checkpoint.tmp", "model.tmp"]:
+    for name in ["."] if everything else [CHECKPOINT_DIR, *PARTIAL_DIRS]:
         shutil.rmtree(folder / name, ignore_errors=True)
 
 
@@ -98,11 +106,11 @@ def load_checkpoint(accelerator: Accelerator, folder: Path, fold: int) -> dict[s
         KaggleMLCError: the checkpoint is damaged (the message says how to train the fold again).
     """
     accelerator.wait_for_everyone()  # no rank looks before the main one has removed what --restart drops
-    ckpt = folder / "checkpoint"
+    ckpt = folder / CHECKPOINT_DIR
     if not (ckpt / PROGRESS_FILE).is_file():
-        ckpt = folder / "checkpoint.old"  # killed between the two renames of replace_dir
+        ckpt = folder / CHECKPOINT_OLD  # killed between the two renames of replace_dir
     if accelerator.is_main_process:  # what a killed run was writing (the experiment lock says it is gone)
-        for name in PARTIAL_DIRS if ckpt.name == "checkpoint" else PARTIAL_DIRS[:2]:
+        for name in PARTIAL_DIRS if ckpt.name == CHECKPOINT_DIR else (CHECKPOINT_TMP, MODEL_TMP):
             shutil.rmtree(folder / name, ignore_errors=True)
     if not (ckpt / PROGRESS_FILE).is_file():
         return None

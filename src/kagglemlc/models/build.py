@@ -46,6 +46,7 @@ from transformers.utils import logging as hf_logging
 
 from kagglemlc.config import Config
 from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.paths import CONFIG_FILE
 from kagglemlc.data.competition import CompetitionData
 from kagglemlc.models.precision import resolve_precision
 
@@ -86,7 +87,7 @@ def resolve_model_path(cfg: Config) -> str:
     name = cfg.model.name
     if name in BUNDLED:
         return str(BUNDLED[name]())
-    config_dir = Path(cfg.meta.get("config_file", "config.yaml")).parent
+    config_dir = Path(cfg.meta.get("config_file", CONFIG_FILE)).parent
     for candidate in (config_dir / name, Path(name)):
         if candidate.expanduser().is_dir():
             return str(candidate.expanduser().resolve())

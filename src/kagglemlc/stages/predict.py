@@ -53,6 +53,6 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False) -> N
         predict_test(make_task(cfg, tokenizer, data), model, cfg, data, accelerator, k)
         if accelerator.is_main_process:
             note_test_digest(cfg, k, digest)
-        info(f"fold {k}: test predictions → {fold_dir(cfg.run_dir, k) / 'test.parquet'}")
+        info(f"fold {k}: test predictions → {fold_dir(cfg.run_dir, k) / TEST_FILE}")
     if is_main_process() and (folds or not (cfg.run_dir / TEST_FILE).is_file()):  # else: nothing new to combine
         combine_folds(cfg, data)

@@ -15,7 +15,7 @@ from kagglemlc.data.competition import CompetitionData
 from kagglemlc.engine.batching import Encodings, collate, tokenize
 from kagglemlc.engine.inference import predict_probs
 from kagglemlc.models.losses import build_loss
-from kagglemlc.stages.tune_thresholds import fit_cuts
+from kagglemlc.scoring.cuts import fit_cuts
 from kagglemlc.tasks.base import Predictions
 
 
