@@ -22,7 +22,7 @@ every run does the same work.
    - twice: killed during fold 0, rerun and killed again during fold 2, then the final rerun.
    After each kill every output file present is parsed (parquet, json, yaml, csv, safetensors, torch
    pickles; temp files and *.tmp / *.old folders are listed but not parsed): atomic writes mean each
-   one is complete; and the submissions log as kagglemlc reads it (`submit.read_log`, journaled rows
+   one is complete; and the submissions log as kagglemlc reads it (`data.submissions.read_log`, journaled rows
    included) must name exactly the submission CSVs present. Then the same command is rerun to completion,
    after which log.csv itself must name exactly the CSVs, and no temp file of the killed runs may remain.
 3. The final oof.parquet, test.parquet, thresholds.json (thresholds and CV values), each fold's validation
@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_competition  # noqa: E402
 from kagglemlc.core.paths import LOG_FILE  # noqa: E402
-from kagglemlc.stages.submit import read_log  # noqa: E402
+from kagglemlc.data.submissions import read_log  # noqa: E402
 from tiny_models import make_encoder  # noqa: E402
 
 FOLDS = 3

@@ -24,7 +24,8 @@ import pandas as pd
 import yaml
 
 from kagglemlc.config import load_config
-from kagglemlc.stages.tune_thresholds import fit_cuts, tune_thresholds
+from kagglemlc.scoring.cuts import fit_cuts
+from kagglemlc.stages.tune_thresholds import tune_thresholds
 
 SEARCHES = [
     ("f1_macro", "per_label"),

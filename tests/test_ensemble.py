@@ -15,8 +15,8 @@ from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.competition import load_competition
 from kagglemlc.data.predictions import average_folds, combine_fold_tests
 from kagglemlc.scoring.blend import blend, fit_weights
+from kagglemlc.scoring.cuts import fit_cuts
 from kagglemlc.stages.ensemble import ensemble
-from kagglemlc.stages.tune_thresholds import fit_cuts
 from test_thresholds import experiment, write_predictions
 
 

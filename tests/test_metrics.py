@@ -16,9 +16,9 @@ from sklearn import metrics as skm
 
 from kagglemlc.config.metric_names import METRIC_NAMES, metric_problem
 from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.scoring.cuts import cut_objective, fit_cuts
 from kagglemlc.scoring.metrics import score
-from kagglemlc.stages import tune_thresholds as thresholds
-from kagglemlc.stages.tune_thresholds import cut_objective, fit_cuts
+from kagglemlc.scoring.nested import cut_report
 
 GRID = [0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 0.9, 1.0]
 """Probabilities and thresholds drawn from a few values: ties, scores exactly at the threshold, 0 and 1."""
@@ -263,7 +263,7 @@ def test_thresholds_json_reports_the_score_at_its_cuts(task, metric, columns):
     y, probs = _toy(task, 0)
     y, probs = y[:, columns], probs[:, columns]
     names = [f"l{j}" for j in range(y.shape[1])]
-    report = thresholds._report(y, probs, np.arange(len(y)) % 5, names, task, metric, **TUNING)
+    report = cut_report(y, probs, np.arange(len(y)) % 5, names, task, metric, **TUNING)
     if task == "multiclass":
         bias = np.array([report["bias"][name] for name in names])
         assert report["cv_tuned"] == pytest.approx(score(metric, y, probs + bias, task), abs=1e-12)

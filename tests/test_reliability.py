@@ -20,8 +20,9 @@ from kagglemlc.config import load_config
 from kagglemlc.core import files as files
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import write_json
+from kagglemlc.data.submissions import LOG_COLUMNS, read_log
 from kagglemlc.stages import submit as submit_module
-from kagglemlc.stages.submit import LOG_COLUMNS, read_log, submit
+from kagglemlc.stages.submit import submit
 from test_submit import random_probs, write_outputs
 from tiny_models import make_encoder
 

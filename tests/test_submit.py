@@ -26,7 +26,8 @@ import pytest
 from conftest import LABELS, make_competition, toy_frame
 from kagglemlc.config import load_config
 from kagglemlc.core.errors import KaggleMLCError
-from kagglemlc.stages.submit import LOG_COLUMNS, NO_CREDENTIALS, refresh_scores, submit, validate_submission
+from kagglemlc.data.submissions import LOG_COLUMNS
+from kagglemlc.stages.submit import NO_CREDENTIALS, refresh_scores, submit, validate_submission
 
 SLUG = "toy-comp"
 SECRET = "s3cr3t-kaggle-key-5f0e1d2c3b4a"

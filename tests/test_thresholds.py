@@ -14,9 +14,12 @@ from conftest import make_competition
 from kagglemlc.config import load_config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.competition import load_competition
-from kagglemlc.data.predictions import read_probs, read_thresholds
+from kagglemlc.data.predictions import read_probs
+from kagglemlc.data.thresholds import read_thresholds
+from kagglemlc.scoring.cuts import apply_cuts, cut_objective, fit_cuts
 from kagglemlc.scoring.metrics import score
-from kagglemlc.stages.tune_thresholds import apply_cuts, cut_objective, fit_cuts, tune_thresholds
+from kagglemlc.scoring.nested import cut_report
+from kagglemlc.stages.tune_thresholds import tune_thresholds
 
 ROW_METRICS = ["f1_macro", "f1_weighted", "f1_micro", "jaccard", "f1_samples", "accuracy"]
 
@@ -101,8 +104,8 @@ def test_search_objective_is_the_tuned_metric(decimals):
 
 
 def test_labels_indexed_in_threads_give_the_same_thresholds_and_report(monkeypatch):
-    """On large data `_Sorted` indexes labels concurrently; results must not depend on it."""
-    from kagglemlc.stages import tune_thresholds as thresholds
+    """On large data `LabelF1` indexes labels concurrently; results must not depend on it."""
+    from kagglemlc.scoring import label_f1
 
     rng = np.random.default_rng(2)
     y = (rng.random((3000, 6)) < [0.05, 0.2, 0.5, 0.01, 0.0, 0.3]).astype(np.int8)
@@ -111,13 +114,13 @@ def test_labels_indexed_in_threads_give_the_same_thresholds_and_report(monkeypat
 
     def run() -> tuple:
         cuts, value = fit_cuts(y, probs, "multilabel", "f1_macro")
-        report = thresholds._report(y, probs, fold, list("abcdef"), "multilabel", "f1_macro", **TUNING)
+        report = cut_report(y, probs, fold, list("abcdef"), "multilabel", "f1_macro", **TUNING)
         return cuts, value, report
 
-    monkeypatch.setattr(thresholds, "workers", lambda: 1)
+    monkeypatch.setattr(label_f1, "workers", lambda: 1)
     serial = run()
-    monkeypatch.setattr(thresholds, "workers", lambda: 3)
-    monkeypatch.setattr(thresholds, "PARALLEL_SCORES", 0)
+    monkeypatch.setattr(label_f1, "workers", lambda: 3)
+    monkeypatch.setattr(label_f1, "PARALLEL_SCORES", 0)
     threaded = run()
     assert np.array_equal(serial[0], threaded[0]) and serial[1] == threaded[1]
     assert json.dumps(serial[2], sort_keys=True) == json.dumps(threaded[2], sort_keys=True)

@@ -4,7 +4,8 @@
 
 `y_true` is always an (n, L) 0/1 matrix (one-hot for multiclass, one column for binary) and `probs`
 the matching probability matrix, so every stage scores every task the same way. Each metric is
-scikit-learn's, on what the task's rows are:
+scikit-learn's (those of hard predictions computed here from their counts with sklearn's formulas: many
+times faster, and the one implementation the threshold searches share), on what the task's rows are:
 - multilabel: the label matrix, one label per column (also with a single label, which sklearn alone
   would read as the classes 0 and 1 of a binary task).
 - multiclass and binary: one class per row, every class counted (binary: classes 0 and 1), as sklearn
@@ -32,20 +33,73 @@ from kagglemlc.config.metric_names import METRIC_NAMES, metric_problem
 from kagglemlc.core.errors import KaggleMLCError
 
 
-def _f1(average: str) -> Callable[[np.ndarray, np.ndarray, list[int]], float]:
-    return lambda y, p, labels: skm.f1_score(y, p, labels=labels, average=average, zero_division=0)
+def f1_counts(tp: np.ndarray, predicted: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """F1 = 2TP / (predicted + positives); 0 where both are 0 (then TP is 0 too: sklearn's zero_division=0)."""
+    denom = np.maximum(np.add(predicted, positives, dtype=np.float64), 1.0)
+    return np.multiply(tp, 2.0, dtype=np.float64) / denom
 
 
-# Metrics on hard predictions (thresholded / argmax), as 0/1 matrices of classes and the columns to score
-# (`_class_matrices`) ...
-LABEL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, list[int]], float]] = {
-    "f1": lambda y, p, labels: skm.f1_score(y[:, 1], p[:, 1], zero_division=0),  # binary: column 1 = class 1
-    "f1_macro": _f1("macro"),
-    "f1_micro": _f1("micro"),
-    "f1_samples": _f1("samples"),
-    "f1_weighted": _f1("weighted"),
-    "jaccard": lambda y, p, labels: skm.jaccard_score(y, p, labels=labels, average="samples", zero_division=0),
-    "accuracy": lambda y, p, labels: skm.accuracy_score(y, p),
+def label_weights(metric: str, positives: np.ndarray) -> np.ndarray:
+    """How f1_weighted (by positives) or f1_macro (equally) averages the labels' F1s, as weights summing to 1
+    (all 0 for f1_weighted without positives: every F1 is 0 then)."""
+    if metric == "f1_weighted":
+        return positives / max(positives.sum(), 1)
+    return np.full(len(positives), 1 / len(positives))
+
+
+def labelwise_f1(tp: np.ndarray, predicted: np.ndarray, positives: np.ndarray, metric: str) -> float:
+    """f1_micro, f1_macro or f1_weighted from each column's counts, as sklearn computes it."""
+    if metric == "f1_micro":
+        return float(f1_counts(tp.sum(), predicted.sum(), positives.sum()))
+    f1 = f1_counts(tp, predicted, positives)
+    # as sklearn: weighted by positives, a plain mean when no label has any
+    weighted = metric == "f1_weighted" and positives.sum() > 0
+    return float(np.average(f1, weights=positives if weighted else None))
+
+
+# Sample-wise metrics of a row from |pred ∩ true|, |pred|, |true| (0 for an empty row, as sklearn).
+def _jaccard_rows(inter, pred, true):
+    return inter / np.maximum(pred + true - inter, 1)
+
+
+def _exact_rows(inter, pred, true):
+    return ((inter == pred) & (inter == true)).astype(np.float64)
+
+
+ROW_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "jaccard": _jaccard_rows,
+    "f1_samples": f1_counts,
+    "accuracy": _exact_rows,
+}
+"""Each row's score from its counts; the metric is their mean."""
+
+
+def _by_column(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    def scored(y: np.ndarray, hard: np.ndarray) -> float:
+        hit = hard * y
+        return labelwise_f1(*(a.sum(axis=0, dtype=np.int64) for a in (hit, hard, y)), metric)
+
+    return scored
+
+
+def _by_row(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    def scored(y: np.ndarray, hard: np.ndarray) -> float:
+        hit = hard * y
+        return float(ROW_METRICS[metric](*(a.sum(axis=1, dtype=np.int64) for a in (hit, hard, y))).mean())
+
+    return scored
+
+
+# Metrics on hard predictions (thresholded / argmax), from the counts of 0/1 matrices of classes
+# (`_class_matrices`): sklearn's formulas, many times faster than sklearn's checks and conversions ...
+LABEL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "f1": lambda y, p: _by_column("f1_macro")(y[:, 1:], p[:, 1:]),  # binary: column 1 = class 1
+    "f1_macro": _by_column("f1_macro"),
+    "f1_micro": _by_column("f1_micro"),
+    "f1_samples": _by_row("f1_samples"),
+    "f1_weighted": _by_column("f1_weighted"),
+    "jaccard": _by_row("jaccard"),
+    "accuracy": _by_row("accuracy"),
 }
 
 
@@ -88,18 +142,12 @@ def hard_predictions(probs: np.ndarray, task: str, thresholds: float | np.ndarra
     return (probs >= np.asarray(thresholds)).astype(np.int8)
 
 
-def _class_matrices(y: np.ndarray, hard: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(truth, predictions, columns to score): one 0/1 column per class, the form sklearn scores every task in.
-
-    Binary gets a column per class (0, then 1), so averages take both classes. A single multilabel label gets an
-    all-zero column that `columns` leaves out: sklearn reads a lone column as a binary task's classes 0 and 1.
-    """
+def _class_matrices(y: np.ndarray, hard: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, predictions): one 0/1 column per class, the form every task is scored in. Binary gets a column per
+    class (0, then 1), so averages take both classes."""
     if task == "binary":
-        return np.hstack([1 - y, y]), np.hstack([1 - hard, hard]), [0, 1]
-    columns = list(range(y.shape[1]))
-    if y.shape[1] == 1:
-        return np.hstack([y, np.zeros_like(y)]), np.hstack([hard, np.zeros_like(hard)]), columns
-    return y, hard, columns
+        return np.hstack([1 - y, y]), np.hstack([1 - hard, hard])
+    return y, hard
 
 
 def score(metric: str, y_true: np.ndarray, probs: np.ndarray, task: str, thresholds: float | np.ndarray = 0.5) -> float:
@@ -111,5 +159,4 @@ def score(metric: str, y_true: np.ndarray, probs: np.ndarray, task: str, thresho
     check_metric(metric, task)
     if metric in PROB_METRICS:
         return float(PROB_METRICS[metric](y_true, probs, task))
-    truth, preds, columns = _class_matrices(y_true, hard_predictions(probs, task, thresholds), task)
-    return float(LABEL_METRICS[metric](truth, preds, columns))
+    return LABEL_METRICS[metric](*_class_matrices(y_true, hard_predictions(probs, task, thresholds), task))

@@ -13,7 +13,7 @@ would reward leakage rather than skill.
 Weights are non-negative and sum to 1. They are found by a pattern search on the simplex (move weight
 between two members, halve the step when no move helps) that starts from the best of every single
 member and the equal blend, so the blend's OOF score is never below its best member's. Each candidate
-(blended in float32) is scored with thresholds re-tuned for it: `thresholds.cut_objective`, the exact value
+(blended in float32) is scored with thresholds re-tuned for it: `scoring.cuts.cut_objective`, the exact value
 `fit_cuts` gives, for per-label F1 searched only among the top scores that can hold the best cut. On more than
 SEARCH_ROWS OOF rows the candidates are scored on a fixed random SEARCH_ROWS of them (the weights move in
 steps of 1/64, far coarser than what that subset can tell apart), and the blend found is then checked on
@@ -43,14 +43,12 @@ from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, TEST_FILE
 from kagglemlc.data.competition import arrow_ids, cached_competition
 from kagglemlc.data.folds import fold_of_rows, read_folds, same_ids
 from kagglemlc.data.predictions import read_probs
+from kagglemlc.data.thresholds import cv_before_after, threshold_report, write_thresholds
 from kagglemlc.scoring.blend import METHODS, blend32, fit_weights, to_blend_space
-from kagglemlc.stages.tune_thresholds import cut_objective, cv_before_after, threshold_report, write_thresholds
+from kagglemlc.scoring.cuts import cut_objective
 
-"""The weight search stops refining below this step."""
 SEARCH_ROWS = 50_000
 """On more OOF rows the weight search scores this fixed random subset (the blend is still scored on all rows)."""
-
-
 
 
 def _search_rows(n: int) -> np.ndarray | slice:
@@ -199,7 +197,7 @@ def _take_rows(probs: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
 
 
 def _probability_table(ids: pa.Array, probs: np.ndarray, label_names: list[str]) -> pa.Table:
-    """`files.probability_frame` as a pyarrow table: id + one float32 column per label."""
+    """`predictions.probability_frame` as a pyarrow table: id + one float32 column per label."""
     columns = {"id": ids, **{name: np.asarray(probs[:, j], dtype=np.float32) for j, name in enumerate(label_names)}}
     return pa.table(columns)
 

@@ -29,10 +29,11 @@ from kagglemlc.core.console import info, warn
 from kagglemlc.core.files import atomic_path, write_text
 from kagglemlc.core.paths import METRICS_FILE, OOF_FILE, REPORT_FILE, THRESHOLDS_FILE, fold_dir
 from kagglemlc.data.competition import CompetitionData, load_competition
-from kagglemlc.data.predictions import read_probs, read_thresholds
-from kagglemlc.scoring.metrics import PROB_METRICS
-from kagglemlc.stages.submit import read_log
-from kagglemlc.stages.tune_thresholds import apply_cuts, evaluate
+from kagglemlc.data.predictions import read_probs
+from kagglemlc.data.submissions import read_log
+from kagglemlc.data.thresholds import read_thresholds
+from kagglemlc.scoring.cuts import apply_cuts, evaluate, untuned
+from kagglemlc.scoring.metrics import PROB_METRICS, f1_counts
 
 # ---- collecting ----------------------------------------------------------------------------------
 
@@ -55,21 +56,18 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _untuned(task: str, n_labels: int) -> np.ndarray:
-    return np.zeros(n_labels) if task == "multiclass" else np.full(n_labels, 0.5)
-
-
 def _labels(cfg: Config, data: CompetitionData, tuned: dict | None) -> tuple[list[dict[str, Any]], float | None]:
     """Per-label precision/recall/F1 of the OOF decided with the tuned cuts, and the untuned CV."""
     path = cfg.run_dir / OOF_FILE
     if not path.is_file():
         return [], None
     probs = read_probs(path, data.ids("train"), data.label_names, "rerun `kagglemlc train`")
-    untuned = _untuned(data.task, len(data.label_names))
-    cuts = read_thresholds(cfg.run_dir, data.label_names) if tuned else untuned
+    at_half = untuned(data.task, len(data.label_names))
+    cuts = read_thresholds(cfg.run_dir, data.label_names) if tuned else at_half
     hard = apply_cuts(probs, data.task, cuts).astype(np.int64)
     y = data.y.astype(np.int64)
     tp, predicted, support = (hard * y).sum(axis=0), hard.sum(axis=0), y.sum(axis=0)
+    f1 = f1_counts(tp, predicted, support)
     rows = []
     for j, name in enumerate(data.label_names):
         rows.append(
@@ -78,13 +76,13 @@ def _labels(cfg: Config, data: CompetitionData, tuned: dict | None) -> tuple[lis
                 "threshold": float(cuts[j]),
                 "precision": float(tp[j] / predicted[j]) if predicted[j] else 0.0,
                 "recall": float(tp[j] / support[j]) if support[j] else 0.0,
-                "f1": float(2 * tp[j] / (predicted[j] + support[j])) if predicted[j] + support[j] else 0.0,
+                "f1": float(f1[j]),
                 "support": int(support[j]),
                 "predicted": int(predicted[j]),
                 "frequency": float(support[j] / len(y)),
             }
         )
-    return rows, _finite(evaluate(data.y, probs, data.task, cfg.competition.metric, untuned))
+    return rows, _finite(evaluate(data.y, probs, data.task, cfg.competition.metric, at_half))
 
 
 def _folds(cfg: Config) -> dict[str, Any]:

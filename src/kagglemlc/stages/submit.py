@@ -8,7 +8,8 @@
 before the argmax) and laid out like the sample submission: one 0/1 column per label, one column of
 class names (or label lists), or the probabilities as they are with `submission.kind: probabilities`.
 The frame is checked against the sample submission (ids, order, columns, dtypes, no missing values)
-before anything is written, so a file in submissions/ is always one Kaggle accepts.
+before anything is written, so a file in submissions/ is always one Kaggle accepts, and logged in
+submissions/log.csv (`data.submissions`).
 
 Credentials stay the kaggle client's business (kaggle.json, KAGGLE_USERNAME + KAGGLE_KEY,
 KAGGLE_API_TOKEN): this module never reads, prints or logs them.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -30,15 +30,14 @@ import pandas as pd
 from kagglemlc.config import CompetitionConfig, Config
 from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
-from kagglemlc.core.files import atomic_path, file_lock, write_csv, write_json
-from kagglemlc.core.paths import LOG_FILE, LOG_LOCK, PENDING, TEST_FILE, THRESHOLDS_FILE
+from kagglemlc.core.files import atomic_path, write_csv
+from kagglemlc.core.paths import LOG_FILE, TEST_FILE
 from kagglemlc.data.competition import CompetitionData, cached_competition
-from kagglemlc.data.predictions import read_probs, read_thresholds
-from kagglemlc.stages.tune_thresholds import apply_cuts
+from kagglemlc.data.predictions import read_probs
+from kagglemlc.data.submissions import journal, log_lock, new_submission_path, read_log, write_log
+from kagglemlc.data.thresholds import read_thresholds, tuned_cv
+from kagglemlc.scoring.cuts import apply_cuts
 
-"""flock'ed by every writer of the log: concurrent submits take turns, none loses another's row."""
-"""The log row of a submission being written, journaled before its CSV (see `read_log`)."""
-LOG_COLUMNS = ["file", "experiment", "cv", "message", "time", "public_score"]
 SCORES_PAGE_SIZE = 100
 """refresh_scores matches the log against this many of the competition's latest submissions."""
 NO_CREDENTIALS = (
@@ -50,15 +49,6 @@ Values = Literal["labels", "probabilities", "text"]
 
 
 # ---- the frame -----------------------------------------------------------------------------------
-
-
-def tuned_cv(run_dir: Path) -> float | None:
-    """thresholds.json's `cv_tuned`, or None before `tune-thresholds` has run."""
-    path = run_dir / THRESHOLDS_FILE
-    if not path.is_file():
-        return None
-    value = json.loads(path.read_text(encoding="utf-8")).get("cv_tuned")
-    return None if value is None else float(value)
 
 
 def _label_tokens(comp: CompetitionConfig, names: list[str]) -> list[str]:
@@ -191,48 +181,9 @@ def _write_submission(path: Path, frame: pd.DataFrame, values: Values, id_column
     return path
 
 
-# ---- the log -------------------------------------------------------------------------------------
-
-
-# A submission is written in three atomic steps under the log's lock: its log row is journaled in
-# `.<file>.pending.json`, the CSV is written, the log is rewritten with the row and the journal removed.
-# A kill between any two leaves a journal; `read_log` counts a journaled row as logged exactly when its
-# CSV exists, so the log and the files agree after any kill, and the next writer makes it permanent.
-
-
-def read_log(submission_dir: Path) -> pd.DataFrame:
-    """submissions/log.csv as strings (empty cells ""), with every LOG_COLUMNS column; empty when absent.
-
-    Journaled rows whose CSV was written but not yet logged (a kill in between) are included.
-    """
-    path = submission_dir / LOG_FILE
-    log = pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
-    for column in LOG_COLUMNS:
-        if column not in log.columns:
-            log[column] = ""
-    logged = set(log["file"])
-    journals = sorted(submission_dir.glob(PENDING.format(file="*")), key=lambda p: p.stat().st_mtime_ns)  # oldest first
-    journaled = [json.loads(p.read_text(encoding="utf-8")) for p in journals]
-    written = [row for row in journaled if row["file"] not in logged and (submission_dir / row["file"]).is_file()]
-    return pd.concat([log, pd.DataFrame(written, dtype=str)], ignore_index=True) if written else log
-
-
-def _write_log(submission_dir: Path, log: pd.DataFrame) -> Path:
-    """Rewrites the whole log atomically (a crash never leaves half a line); then the journals are spent.
-
-    Only under the log's lock: a journal seen by its holder is its own or a killed writer's.
-    """
-    path = write_csv(submission_dir / LOG_FILE, log)
-    for journal in submission_dir.glob(PENDING.format(file="*")):
-        journal.unlink(missing_ok=True)
-    return path
-
-
-def _new_path(folder: Path, stem: str) -> Path:
-    path, n = folder / f"{stem}.csv", 2
-    while path.exists():  # two submissions within one second
-        path, n = folder / f"{stem}-{n}.csv", n + 1
-    return path
+def _write_log(folder: Path) -> Path:
+    """The journaled row into log.csv, now that its CSV exists: a submission's last step (`data.submissions`)."""
+    return write_log(folder, read_log(folder))
 
 
 # ---- the kaggle client ---------------------------------------------------------------------------
@@ -343,8 +294,8 @@ def submit(cfg: Config, message: str | None = None, upload: bool = False) -> Pat
     assert folder is not None and cfg.name is not None  # filled by load_config
     cv = tuned_cv(cfg.run_dir)
     message = message or (cfg.name if cv is None else f"{cfg.name} CV {cv:.4f}")
-    with file_lock(folder / LOG_LOCK):
-        path = _new_path(folder, f"{cfg.name}-{now:%Y%m%dT%H%M%SZ}")
+    with log_lock(folder):
+        path = new_submission_path(folder, f"{cfg.name}-{now:%Y%m%dT%H%M%SZ}")
         row = {
             "file": path.name,
             "experiment": cfg.name,
@@ -353,9 +304,9 @@ def submit(cfg: Config, message: str | None = None, upload: bool = False) -> Pat
             "time": now.isoformat(timespec="seconds"),
             "public_score": "",
         }
-        write_json(folder / PENDING.format(file=path.name), row)
+        journal(folder, row)
         _write_submission(path, frame, values, comp.id_column)
-        _write_log(folder, read_log(folder))  # the journaled row, now that its CSV exists
+        _write_log(folder)
     shape = f"{len(frame):,} rows × {len(frame.columns) - 1} columns of {values}"
     info(f"{shape}, checked against the sample submission → {path}")
     if api is not None:
@@ -384,7 +335,7 @@ def refresh_scores(cfg: Config) -> Path:
     by_file = {s.file_name: s for s in reversed(scored)}  # listed newest first: the newest wins
     described = [s.description for s in scored]
     filled = 0
-    with file_lock(folder / LOG_LOCK):  # re-read: a submit may have logged a row meanwhile
+    with log_lock(folder):  # re-read: a submit may have logged a row meanwhile
         log = read_log(folder)
         for i, row in log.iterrows():
             if row["public_score"]:
@@ -395,6 +346,6 @@ def refresh_scores(cfg: Config) -> Path:
             if match is not None:
                 log.at[i, "public_score"] = str(match.public_score)
                 filled += 1
-        path = _write_log(folder, log)
+        path = write_log(folder, log)
     info(f"{filled} public scores filled from {len(listed)} submissions on '{slug}' → {path}")
     return path
