@@ -4,7 +4,7 @@ task's `f1`) tune, since there each label's F1 depends on its own cut only.
     cuts, f1s, positives = LabelF1(y, probs).fit()          # every label's best cut on all rows
     cuts = LabelF1(y, probs, fold).fit(held=2)[0]          # ... on every fold but 2, from the same sorts
     objective = BestF1(y, "f1_macro")                       # the value only, for many matrices of the same rows
-    objective(probs) == LabelF1(y, probs).value("f1_macro")
+    objective(probs) == LabelF1(y, probs).value("f1_macro")[1]
 
 Lowering the threshold past negatives alone only adds false positives, so the best F1 cut (the highest among
 equals) lies at a positive's score: the candidates are the distinct positive scores, and each candidate's counts
