@@ -50,6 +50,17 @@ class FoldState:
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
 
+    def record(self, entry: dict, patience: int | None) -> bool:
+        """Adds an evaluation (`entry["metric"]`, higher is better) to the history; returns whether it is the best
+        so far. After `patience` evaluations in a row without improvement, `stopped_early` is set."""
+        self.history.append(entry)
+        improved = entry["metric"] > self.best_metric
+        if improved:
+            self.best_metric, self.best_step, self.bad_evals = entry["metric"], self.step, 0
+        else:
+            self.bad_evals += 1
+        self.stopped_early = patience is not None and self.bad_evals >= patience
+        return improved
 
 
 @dataclass

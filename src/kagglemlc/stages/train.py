@@ -19,6 +19,7 @@ import math
 import os
 import time
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,46 +120,43 @@ class FoldTrainer:
     def evaluate(self, train_loss: float) -> bool:
         """Scores the fold's validation rows, records them, keeps the model when it is the best so far and
         checkpoints; returns True when training should stop early."""
-        t, p, metric_name = self.cfg.train, self.progress, self.cfg.competition.metric
+        t, p = self.cfg.train, self.progress
         predicted = self.task.predict(self.model, "train", self.val_rows, self.accelerator, t.eval_batch_size)
+        entry = self.score(predicted, train_loss)
+        improved = p.record(entry, t.early_stopping_patience)
+        if improved:
+            self.save_best(predicted)
+        self.schedule.evaluated(improved)
+        self.save_checkpoint()
+        self.report(entry)
+        return p.stopped_early
+
+    def score(self, predicted: Predictions, train_loss: float) -> dict[str, Any]:
+        """An evaluation's entry in the history: the selection metric, the metric of the probabilities at 0.5, the
+        task's own summary."""
         y_val = self.data.y[self.val_rows][:, : predicted.probs.shape[1]]
-        at_half = score(metric_name, y_val, predicted.probs, self.data.task)
-        metric = self.task.selection_metric(y_val, predicted)
-        entry = {
-            "step": p.step,
-            "epoch": round(p.step / self.steps_per_epoch, 3),
+        return {
+            "step": self.progress.step,
+            "epoch": round(self.progress.step / self.steps_per_epoch, 3),
             "train_loss": round(train_loss, 6),
-            "metric": metric,
-            "metric_at_0.5": at_half,
+            "metric": self.task.selection_metric(y_val, predicted),
+            "metric_at_0.5": score(self.cfg.competition.metric, y_val, predicted.probs, self.data.task),
             "lr": self.scheduler.get_last_lr()[0],
             **self.task.summary(predicted),
         }
-        p.history.append(entry)
-        improved = metric > p.best_metric
-        if improved:
-            p.best_metric, p.best_step, p.bad_evals = metric, p.step, 0
-            self.save_best(predicted)
-        else:
-            p.bad_evals += 1
-        self.schedule.evaluated(improved)
-        p.stopped_early = t.early_stopping_patience is not None and p.bad_evals >= t.early_stopping_patience
-        self.accelerator.log(
-            {
-                f"eval/{metric_name}": metric,
-                f"eval/{metric_name}_at_0.5": at_half,
-                f"eval/best_{metric_name}": p.best_metric,
-            },
-            step=p.step,
-        )
-        self.save_checkpoint()
+
+    def report(self, entry: dict[str, Any]) -> None:
+        """An evaluation to the trackers and the console."""
+        p, name = self.progress, self.cfg.competition.metric
+        logged = {f"eval/{name}": entry["metric"], f"eval/{name}_at_0.5": entry["metric_at_0.5"]}
+        self.accelerator.log({**logged, f"eval/best_{name}": p.best_metric}, step=p.step)
         rate = p.samples / max(p.train_seconds, 1e-9)
-        how = "tuned" if "answers" not in entry else f"parsed ({entry['answers']['parse_failures']} parse failures)"
         info(
-            f"fold {self.fold} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: loss {train_loss:.4f} "
-            f"{metric_name} {metric:.4f} {how} / {at_half:.4f} probabilities at 0.5 "
-            f"(best {p.best_metric:.4f} @ {p.best_step}) {rate:.0f} samples/s"
+            f"fold {self.fold} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: "
+            f"loss {entry['train_loss']:.4f} {name} {entry['metric']:.4f} {self.task.describe(entry)} / "
+            f"{entry['metric_at_0.5']:.4f} probabilities at 0.5 (best {p.best_metric:.4f} @ {p.best_step}) "
+            f"{rate:.0f} samples/s"
         )
-        return p.stopped_early
 
     def save_best(self, predicted: Predictions) -> None:
         save_best(self.accelerator, self.cfg, self.model, self.tokenizer, self.dir / MODEL_DIR)

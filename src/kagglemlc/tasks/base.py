@@ -53,3 +53,6 @@ class Task(Protocol):
 
     def summary(self, predicted: Predictions) -> dict[str, Any]:
         """What an evaluation adds to the fold's history and metrics.json besides the metric ({} for none)."""
+
+    def describe(self, entry: dict[str, Any]) -> str:
+        """How an evaluation's metric was taken, for its log line (the entry holds `summary`'s keys)."""

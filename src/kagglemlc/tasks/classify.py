@@ -66,3 +66,6 @@ class ClassifierTask:
 
     def summary(self, predicted: Predictions) -> dict[str, Any]:
         return {}
+
+    def describe(self, entry: dict[str, Any]) -> str:
+        return "tuned"

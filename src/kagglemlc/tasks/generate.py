@@ -147,6 +147,9 @@ class GenerativeTask:
     def summary(self, predicted: Predictions) -> dict[str, Any]:
         return {"answers": answer_summary(predicted.answers)}
 
+    def describe(self, entry: dict[str, Any]) -> str:
+        return f"parsed ({entry['answers']['parse_failures']} parse failures)"
+
 
 # --- inference -------------------------------------------------------------------------------
 def _encodings(seqs: list[list[int]], pad_id: int, padding_side: str) -> Encodings:
