@@ -167,7 +167,7 @@ def test_a_subset_fit_that_loses_on_all_rows_falls_back_to_the_best_member(tmp_p
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("failing", ["threshold_report", "_probability_table"])
+@pytest.mark.parametrize("failing", ["threshold_report", "probability_table"])
 def test_a_failing_blend_leaves_no_file(tmp_path, cli, monkeypatch, failing):
     """The blend's files are written while its thresholds are tuned; an error in either renames none of them."""
     from kagglemlc.stages import ensemble as module

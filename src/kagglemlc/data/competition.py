@@ -13,10 +13,7 @@ folder and reuses it while the files and settings are unchanged (see "the cache"
 
 from __future__ import annotations
 
-import csv
 import pickle
-import string
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -33,8 +30,8 @@ from kagglemlc.core.console import warn
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import atomic_path, file_digest
 from kagglemlc.core.paths import CACHE_FILE
+from kagglemlc.data.tables import build_texts, read_table, require_columns, warn_empty_texts
 
-_EXT_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 
 @dataclass
 class CompetitionData:
@@ -103,135 +100,6 @@ def arrow_ids(ids: np.ndarray | pd.Series | pa.Array | pa.ChunkedArray) -> pa.Ar
         return pa.array(np.asarray(ids).astype(str), type=pa.large_string())
 
 
-def _sniff_delimiter(path: Path, encoding: str) -> str:
-    with open(path, encoding=encoding, errors="replace", newline="") as fh:
-        header = fh.readline(65536)
-        head = header + fh.read(65536)
-    # the header row names the columns and is short: its most frequent candidate is the delimiter
-    # (csv.Sniffer alone guesses wrong when one text field fills the whole sample)
-    counts = {d: header.count(d) for d in ",\t;|"}
-    if max(counts.values()) > 0:
-        return max(counts, key=counts.get)
-    try:
-        return csv.Sniffer().sniff(head, delimiters=",\t;|").delimiter
-    except csv.Error:
-        return ","
-
-
-def _first_bad_line(path: Path, encoding: str) -> str:
-    with open(path, "rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            try:
-                line.decode(encoding)
-            except UnicodeDecodeError as exc:
-                return f"byte {line[exc.start]:#x} on line {number}"
-    return "undecodable bytes"
-
-
-def _reading(path: Path, encoding: str, delimiter: str | None) -> tuple[str, str]:
-    """(encoding, delimiter) to read `path` with: utf-8 also accepts a BOM; the delimiter by extension, else sniffed."""
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    return enc, delimiter or _EXT_DELIMITERS.get(path.suffix.lower()) or _sniff_delimiter(path, enc)
-
-
-def read_header(path: Path, encoding: str = "utf-8", delimiter: str | None = None) -> list[str] | None:
-    """A delimited file's column names, read as `read_table` would (None when they cannot be read: the stage
-    that reads the whole file names the problem)."""
-    try:
-        enc, sep = _reading(path, encoding, delimiter)
-        return [str(c) for c in pd.read_csv(path, sep=sep, nrows=0, encoding=enc, dtype=str).columns]
-    except (OSError, ValueError, UnicodeDecodeError, LookupError, pd.errors.ParserError):
-        return None
-
-
-def read_table(path: Path, key: str, encoding: str = "utf-8", delimiter: str | None = None) -> pd.DataFrame:
-    """Reads a CSV/TSV with every cell as a string ("" for empty cells).
-
-    Args:
-        path: the file.
-        key: the config key that named it, for error messages (e.g. "competition.train").
-        encoding: file encoding; utf-8 also accepts a byte-order mark.
-        delimiter: field delimiter; default from the extension, else sniffed.
-    """
-    if not path.is_file():
-        raise KaggleMLCError(f"{key}: file not found: {path}")
-    try:
-        enc, sep = _reading(path, encoding, delimiter)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            # index_col=False: a trailing delimiter on every data row must not turn the ids into an index
-            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=enc, index_col=False)
-        if caught:
-            _check_surplus_fields(path, sep, enc, frame, caught)
-    except UnicodeDecodeError:
-        raise KaggleMLCError(
-            f"{path}: not valid {encoding} ({_first_bad_line(path, enc)}); "
-            f"set competition.encoding (e.g. competition.encoding=latin-1)"
-        ) from None
-    except pd.errors.EmptyDataError:
-        raise KaggleMLCError(f"{path}: the file is empty") from None
-    except pd.errors.ParserError as exc:
-        detail = str(exc).strip().splitlines()[-1]
-        raise KaggleMLCError(
-            f"{path}: cannot parse as delimited text ({detail}); check competition.delimiter"
-        ) from None
-    except LookupError:
-        raise KaggleMLCError(f"competition.encoding: unknown encoding '{encoding}'") from None
-    return frame
-
-
-def _check_surplus_fields(path: Path, sep: str, encoding: str, frame: pd.DataFrame, caught: list) -> None:
-    """pandas' parser warnings, as one line of ours. Its "Length of header ... does not match" means data rows
-    with more fields than the header, whose surplus `index_col=False` drops: harmless when every surplus field
-    is empty (a trailing delimiter, as spreadsheet exports write), data loss otherwise (then a user error)."""
-    if not any("does not match length of data" in str(w.message) for w in caught):
-        warn(f"{path}: {str(caught[0].message).strip().splitlines()[0]}")
-        return
-    names = [*map(str, frame.columns), "\0surplus"]  # one field more than the header: rows with more still fail
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # this read only looks at the surplus column
-        wide = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding, names=names, header=0)
-    surplus = wide[names[-1]]
-    filled = np.flatnonzero(surplus.to_numpy() != "")
-    if len(filled):
-        row = int(filled[0])
-        raise KaggleMLCError(
-            f"{path}: data row {row + 1} has {len(names)} fields but the header names {len(names) - 1} "
-            f"(the last one, {surplus.iloc[row][:40]!r}, has no column); fix the row or check competition.delimiter"
-        )
-    warn(f"{path}: data rows end with a delimiter the header lacks; the empty last field is ignored")
-
-
-def _require_columns(frame: pd.DataFrame, columns: list[str], path: Path, key: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        have = ", ".join(map(str, frame.columns[:12])) + (" ..." if len(frame.columns) > 12 else "")
-        raise KaggleMLCError(f"{path}: missing column '{missing[0]}' (from {key}); the file has: {have}")
-
-
-def build_texts(frame: pd.DataFrame, spec: str | list[str], path: Path, which: str) -> list[str]:
-    """Joins the configured text column(s) or template into one string per row; warns on empty texts."""
-    if isinstance(spec, list):
-        _require_columns(frame, spec, path, "competition.text_column")
-        texts = frame[spec].agg(" ".join, axis=1) if spec else pd.Series([""] * len(frame))
-    elif "{" in spec:
-        fields = [name for _, name, _, _ in string.Formatter().parse(spec) if name]
-        _require_columns(frame, fields, path, "competition.text_column template")
-        texts = frame.apply(lambda row: spec.format_map(row), axis=1) if len(frame) else pd.Series([], dtype=str)
-    else:
-        _require_columns(frame, [spec], path, "competition.text_column")
-        texts = frame[spec]
-    texts = texts.astype(str)
-    blank = texts.str.strip() == ""
-    if blank.any():
-        _warn_empty_texts(path, which, int(blank.sum()))
-        texts = texts.where(~blank, "")
-    return texts.tolist()
-
-
-def _warn_empty_texts(path: Path, which: str, count: int) -> None:
-    warn(f'{path}: {count} {which} rows have an empty text; they are used as ""')
-
 
 def _auto_labels(cfg: CompetitionConfig, submission: pd.DataFrame | None) -> list[str]:
     if cfg.labels != "auto":
@@ -244,7 +112,7 @@ def _auto_labels(cfg: CompetitionConfig, submission: pd.DataFrame | None) -> lis
 
 
 def _wide_labels(train: pd.DataFrame, names: list[str], cfg: CompetitionConfig) -> np.ndarray:
-    _require_columns(train, names, cfg.train, "the label columns")
+    require_columns(train, names, cfg.train, "the label columns")
     ones = [train[name] == "1" for name in names]
     if names and all((one | (train[name] == "0")).all() for one, name in zip(ones, names)):
         # the usual file holds nothing but "0" and "1": string comparisons suffice, no number parsing
@@ -285,7 +153,7 @@ def _list_label_names(train: pd.DataFrame, cfg: CompetitionConfig, submission: p
 def _list_labels(
     train: pd.DataFrame, cfg: CompetitionConfig, submission: pd.DataFrame | None
 ) -> tuple[list[str], np.ndarray]:
-    _require_columns(train, [cfg.label_column], cfg.train, "competition.label_column")
+    require_columns(train, [cfg.label_column], cfg.train, "competition.label_column")
     names = _list_label_names(train, cfg, submission)
     index = {name: j for j, name in enumerate(names)}
     numeric_ids = cfg.labels == "auto" and cfg.label_names_file is not None
@@ -365,7 +233,7 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
     if train.empty:
         raise KaggleMLCError(f"{cfg.train}: the training file has no rows")
     submission = read(cfg.sample_submission, "competition.sample_submission") if cfg.sample_submission else None
-    _require_columns(train, [cfg.id_column], cfg.train, "competition.id_column")
+    require_columns(train, [cfg.id_column], cfg.train, "competition.id_column")
     _check_ids(train[cfg.id_column], cfg.train, cfg.id_column)
 
     if cfg.label_format == "list":
@@ -386,7 +254,7 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
 
     groups = None
     if group_column:
-        _require_columns(train, [group_column], cfg.train, "cv.group_column")
+        require_columns(train, [group_column], cfg.train, "cv.group_column")
         groups = train[group_column].to_numpy(dtype=object)
 
     data = CompetitionData(
@@ -423,13 +291,13 @@ def _check_task(cfg: CompetitionConfig, names: list[str], y: np.ndarray) -> None
 
 def _load_test(cfg: CompetitionConfig, data: CompetitionData) -> None:
     test = read_table(cfg.test, "competition.test", cfg.encoding, cfg.delimiter)
-    _require_columns(test, [cfg.id_column], cfg.test, "competition.id_column")
+    require_columns(test, [cfg.id_column], cfg.test, "competition.id_column")
     _check_ids(test[cfg.id_column], cfg.test, cfg.id_column)
     data.test_ids = test[cfg.id_column].to_numpy(dtype=object)
     data.test_texts = build_texts(test, cfg.text_column, cfg.test, "test")
     if data.submission is not None:
         sub = data.submission
-        _require_columns(sub, [cfg.id_column], cfg.sample_submission, "competition.id_column")
+        require_columns(sub, [cfg.id_column], cfg.sample_submission, "competition.id_column")
         test_set, sub_set = set(data.test_ids), set(sub[cfg.id_column])
         if len(sub) != len(test) or test_set != sub_set:
             only_test = sorted(test_set - sub_set)[:1]
@@ -548,4 +416,4 @@ def _replay_warnings(cfg: CompetitionConfig, data: CompetitionData, empty: dict[
     _check_task(cfg, data.label_names, data.y)
     for which, path in (("train", cfg.train), ("test", cfg.test)):
         if empty[f"{which}_texts"]:
-            _warn_empty_texts(path, which, empty[f"{which}_texts"])
+            warn_empty_texts(path, which, empty[f"{which}_texts"])

@@ -23,7 +23,7 @@ from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import experiment_lock, file_digest
 from kagglemlc.core.paths import CONFIG_FILE, OOF_FILE, TEST_FILE, TRAINED_MARKS, fold_dir, fold_lock_name
-from kagglemlc.data.competition import read_header
+from kagglemlc.data.tables import read_header
 
 COLUMNS_KEY = "competition.sample_submission columns"
 

@@ -1,7 +1,7 @@
-"""The prediction files: every oof/test parquet (id + one probability column per label) and thresholds.json are
-read and written here, and the folds' files are combined into the experiment's.
+"""The prediction files: every oof/test parquet (id + one probability column per label) is read and written here,
+and the folds' files are combined into the experiment's (thresholds.json: `kagglemlc.data.thresholds`).
 
-    write_parquet(path, probability_frame(ids, probs, label_names))
+    write_probabilities(path, ids, probs, label_names)     # the one writer of a probability file
     probs = read_probs(run_dir / OOF_FILE, data.train_arrow_ids, label_names, hint)   # rows in the ids' order
     combine_folds(cfg, data)   # fold{k}/oof.parquet → oof.parquet, fold-averaged fold{k}/test.parquet → test.parquet
 """
@@ -9,6 +9,7 @@ read and written here, and the folds' files are combined into the experiment's.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 from kagglemlc.config import Config
 from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
-from kagglemlc.core.files import write_json, write_parquet
+from kagglemlc.core.files import atomic_path, write_json, write_parquet
 from kagglemlc.core.paths import (
     ANSWERS_FILE,
     METRICS_FILE,
@@ -97,6 +98,29 @@ def probability_frame(ids: np.ndarray, probs: np.ndarray, label_names: list[str]
     return frame
 
 
+def probability_table(ids: np.ndarray | pa.Array, probs: np.ndarray, label_names: list[str]) -> pa.Table:
+    """id (as text) + one float32 column per label: the layout of every oof/test parquet."""
+    ids = ids if isinstance(ids, pa.Array) else pa.array(np.asarray(ids).astype(str))
+    columns = {name: np.asarray(probs[:, j], dtype=np.float32) for j, name in enumerate(label_names)}
+    return pa.table({"id": ids, **columns})
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Writes a probability table to `path` as it is, fsynced: without dictionary encoding or compression
+    (probabilities and unique ids gain nothing from either, and trying them was most of the time spent writing a
+    million-row blend)."""
+    pq.write_table(table, path, use_dictionary=False, compression="none")
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def write_probabilities(path: Path, ids: np.ndarray | pa.Array, probs: np.ndarray, label_names: list[str]) -> Path:
+    """An oof/test probability file, written atomically (`write_table` into a temporary file, then renamed)."""
+    with atomic_path(path) as tmp:
+        write_table(tmp, probability_table(ids, probs, label_names))
+    return path
+
+
 def average_folds(frames: Sequence[pd.DataFrame], method: str = "mean") -> pd.DataFrame:
     """Equal-weight blend of id + probability frames (the folds' test predictions), rows in the first's order.
 
@@ -147,9 +171,11 @@ def combine_folds(cfg: Config, data: CompetitionData) -> bool:
         raise KaggleMLCError(
             f"{cfg.run_dir}: the folds' oof.parquet files do not cover train exactly once; rerun train"
         )
-    write_parquet(cfg.run_dir / OOF_FILE, oof.loc[train_ids].reset_index())
+    write_probabilities(cfg.run_dir / OOF_FILE, train_ids, oof.loc[train_ids].to_numpy(), list(oof.columns))
     if data.test_ids is not None:
-        write_parquet(cfg.run_dir / TEST_FILE, combine_fold_tests(cfg.run_dir, cfg.cv.folds))
+        test = combine_fold_tests(cfg.run_dir, cfg.cv.folds)
+        names = list(test.columns[1:])
+        write_probabilities(cfg.run_dir / TEST_FILE, test["id"].to_numpy(), test[names].to_numpy(), names)
     info(f"all {cfg.cv.folds} folds complete → {cfg.run_dir / OOF_FILE}")
     return True
 
@@ -189,5 +215,4 @@ def write_predictions(
     if answers is not None:
         answers_file = ANSWERS_FILE if split == "oof" else TEST_ANSWERS_FILE
         write_parquet(folder / answers_file, answers.assign(id=np.asarray(ids).astype(str))[["id", *answers.columns]])
-    path = folder / (OOF_FILE if split == "oof" else TEST_FILE)
-    return write_parquet(path, probability_frame(ids, probs, label_names))
+    return write_probabilities(folder / (OOF_FILE if split == "oof" else TEST_FILE), ids, probs, label_names)

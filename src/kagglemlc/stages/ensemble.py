@@ -22,7 +22,6 @@ all rows against the best member, which it replaces if it loses.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
@@ -31,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.table import Table
 
 from kagglemlc.config import Config, load_config, name_problem, save_resolved
@@ -42,7 +40,7 @@ from kagglemlc.core.parallel import workers
 from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, TEST_FILE
 from kagglemlc.data.competition import arrow_ids, cached_competition
 from kagglemlc.data.folds import fold_of_rows, read_folds, same_ids
-from kagglemlc.data.predictions import read_probs
+from kagglemlc.data.predictions import probability_table, read_probs, write_table
 from kagglemlc.data.thresholds import cv_before_after, threshold_report, write_thresholds
 from kagglemlc.scoring.blend import METHODS, blend32, fit_weights, to_blend_space
 from kagglemlc.scoring.cuts import cut_objective
@@ -168,10 +166,10 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
 
             def test_table() -> pa.Table:
                 blended = blend32(weights, [to_blend_space(t, method) for t in tests], method)
-                return _probability_table(test_ids, blended, names)
+                return probability_table(test_ids, blended, names)
 
             oof_blend = blend32(weights, oof_spaces, method)
-            staged.write(OOF_FILE, lambda: _probability_table(train_ids, oof_blend, names))
+            staged.write(OOF_FILE, lambda: probability_table(train_ids, oof_blend, names))
             if tests is not None:
                 staged.write(TEST_FILE, test_table)
             return oof_blend
@@ -196,12 +194,6 @@ def _take_rows(probs: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
     return probs.T[:, rows].T if isinstance(rows, slice) else np.take(probs.T, rows, axis=1).T
 
 
-def _probability_table(ids: pa.Array, probs: np.ndarray, label_names: list[str]) -> pa.Table:
-    """`predictions.probability_frame` as a pyarrow table: id + one float32 column per label."""
-    columns = {"id": ids, **{name: np.asarray(probs[:, j], dtype=np.float32) for j, name in enumerate(label_names)}}
-    return pa.table(columns)
-
-
 class _Staged:
     """Parquet files made and written in `pool` while the caller goes on, each to a temporary file next to its
     destination (`files.atomic_path`): renamed over the destinations when the block ends, removed when it (or a
@@ -217,7 +209,8 @@ class _Staged:
             wait([self.pending[file]])  # its temporary file is written again
         else:
             self.temp_of[file] = self.renames.enter_context(atomic_path(self.folder / file))
-        self.pending[file] = self.pool.submit(_write_parquet, self.temp_of[file], table)
+        temp = self.temp_of[file]
+        self.pending[file] = self.pool.submit(lambda: write_table(temp, table()))
 
     def __enter__(self) -> _Staged:
         return self
@@ -229,15 +222,6 @@ class _Staged:
                 raise error
             for done in self.pending.values():
                 done.result()  # a failed write raises here
-
-
-def _write_parquet(temp: Path, table: Callable[[], pa.Table]) -> None:
-    """`files.write_parquet` without dictionary encoding or compression (probabilities and unique ids gain
-    nothing from either, and trying them was most of the time spent writing a million-row blend), and fsynced
-    here, in the pool, so that the rename finds it on disk."""
-    pq.write_table(table(), temp, use_dictionary=False, compression="none")
-    with open(temp, "rb+") as fh:
-        os.fsync(fh.fileno())
 
 
 def _print_summary(cfg: Config, metric: str, members: list[tuple], tuned: dict) -> None:
