@@ -2,7 +2,8 @@
 
     kagglemlc prepare configs/demo.yaml cv.folds=3
 
-User errors (`KaggleMLCError`) print one red line and exit 2; anything else keeps its traceback.
+User errors (`KaggleMLCError`) print one red line and exit 2; anything else keeps its traceback. Each command
+imports its stage (`kagglemlc.stages.<command>`) when it runs, so `kagglemlc --help` starts without torch.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One explicit Accelerate training loop, for every model kind, fold by fold, resumable.
+"""`kagglemlc train`: every model kind through one Accelerate loop (`engine.loop`), fold by fold, resumable.
 
     kagglemlc train configs/demo.yaml --fold 0
     torchrun --nproc_per_node 2 -m kagglemlc train configs/demo.yaml --fold 0
