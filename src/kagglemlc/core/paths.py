@@ -1,7 +1,7 @@
 """Every file and folder name of the on-disk contract, in one place (DESIGN.md "Output contract").
 
     <output_dir>/
-      config.yaml  folds.parquet  oof.parquet  test.parquet  thresholds.json  report.md  stages.json
+      config.yaml  folds.parquet  oof.parquet  test.parquet  thresholds.json  report.md  report.html  stages.json
       competition.pkl                   the parsed competition files (a cache)
       fold{k}/  model/  checkpoint/  oof.parquet  test.parquet  metrics.json
                 oof_answers.parquet  test_answers.parquet        (model.kind: generative)
@@ -22,6 +22,7 @@ OOF_FILE = "oof.parquet"  # out-of-fold probabilities: per fold in fold{k}/, all
 TEST_FILE = "test.parquet"  # test probabilities: per fold in fold{k}/, fold-averaged at the top
 THRESHOLDS_FILE = "thresholds.json"
 REPORT_FILE = "report.md"
+REPORT_HTML = "report.html"  # the same report as one page, pictures inlined, next to report.md
 STAGES_FILE = "stages.json"  # `run`'s fingerprints of the stages it completed
 CACHE_FILE = "competition.pkl"
 METRICS_FILE = "metrics.json"  # a fold's completion mark and history; zero-shot's result
