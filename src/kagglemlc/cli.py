@@ -192,7 +192,8 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout; write no files."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Default: <first output_dir>/report.md."),
 ) -> None:
-    """CV untuned/tuned/nested, per-label P/R/F1, params, time, memory, public scores → report.md + PNG plots."""
+    """CV untuned/tuned/nested, per-label P/R/F1, learning curves, params, time, memory, public scores → report.md,
+    report.html (one file, pictures inlined) and PNG plots."""
     import json
 
     from kagglemlc.stages.report import report as run_report
@@ -200,6 +201,30 @@ def report(
     result = run_report(configs or [None], as_json=as_json, output=output)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="A sweep YAML: base, axes, folds, output_dir.", show_default=False),
+) -> None:
+    """Every combination of a few settings (and data.labels / data.train_rows), one experiment each → sweep.csv,
+    heatmaps and bars, sweep.html; resumes after a kill, a failed cell is recorded and the rest go on."""
+    from kagglemlc.studies.sweep import sweep as run_sweep
+
+    run_sweep(sweep_file)
+
+
+@app.command()
+def search(
+    search_file: Path = typer.Argument(
+        ..., help="A search YAML: base, space, trials, folds, output_dir.", show_default=False
+    ),
+) -> None:
+    """Settings drawn by Optuna (TPE) within ranges, pruned on fold 0's history → search.csv, best.yaml (ready for
+    `kagglemlc run`), search.html; the study is kept on disk, so a killed search resumes."""
+    from kagglemlc.studies.search import search as run_search
+
+    run_search(search_file)
 
 
 def main() -> None:

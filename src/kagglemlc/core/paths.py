@@ -40,6 +40,15 @@ PENDING = ".{file}.pending.json"  # a submission's log row, journaled until the 
 FOLDS_LOCK = ".folds.lock"
 EXPERIMENT_LOCK = ".lock"
 BLEND_PREFIX = "blend-"  # `ensemble --name mix` → <first member's output_dir>/../blend-mix/
+# studies (`kagglemlc sweep` / `search`): <output_dir>/ sweep.csv search.csv study.db best.yaml data/ cells/<cell>/
+CELLS_DIR = "cells"  # one experiment folder per cell
+CELL_FILE = "cell.json"  # in a cell's folder: its settings and result (written when the cell ends)
+STUDY_DATA_DIR = "data"  # the training subsets of the data axes
+SWEEP_FILE = "sweep.csv"
+SEARCH_FILE = "search.csv"
+SEARCH_DB = "study.db"  # Optuna's storage: a killed search resumes from it
+BEST_CONFIG = "best.yaml"  # the best trial's config, ready for `kagglemlc run`
+BEST_DIR = "best"  # best.yaml's output_dir, in the search's folder
 
 
 def fold_dir(run_dir: Path, fold: int) -> Path:

@@ -91,23 +91,31 @@ def _stage(cfg: Config, stage: str, prints: dict[str, str], work: Callable[[], A
     return True
 
 
-def run(cfg: Config, upload: bool = False, message: str | None = None, restart: bool = False) -> None:
+def run(
+    cfg: Config,
+    upload: bool = False,
+    message: str | None = None,
+    restart: bool = False,
+    on_evaluate: train.OnEvaluate | None = None,
+) -> None:
     """The whole chain for one experiment, each stage skipped when its outputs are current.
 
     With `restart`, folds trained with other settings are discarded and trained again; without it, such an
-    edit stops the run before anything is written.
+    edit stops the run before anything is written. `on_evaluate` is handed to training (`train.train`).
     """
     with experiment_lock(cfg.run_dir, "run"):
-        _run_stages(cfg, upload, message, restart)
+        _run_stages(cfg, upload, message, restart, on_evaluate)
 
 
-def _run_stages(cfg: Config, upload: bool, message: str | None, restart: bool) -> None:
+def _run_stages(
+    cfg: Config, upload: bool, message: str | None, restart: bool, on_evaluate: train.OnEvaluate | None
+) -> None:
     _choose_defaults(cfg)  # once: the stages below get the resolved config
     if guard_trained(cfg, restart):
         _forget(cfg, "train")
     prints = fingerprints(cfg)
     _stage(cfg, "prepare", prints, lambda: prepare.prepare(cfg))
-    _stage(cfg, "train", prints, lambda: train.train(cfg))
+    _stage(cfg, "train", prints, lambda: train.train(cfg, on_evaluate=on_evaluate))
     if cfg.competition.test is not None:
         # training predicted the test set with every fold's best model; a new test file needs only this
         _stage(cfg, "predict", prints, lambda: predict.predict(cfg, only_stale=True))

@@ -18,6 +18,7 @@ import gc
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -67,6 +68,9 @@ from kagglemlc.scoring.metrics import score
 from kagglemlc.tasks import make_task, predict_test
 from kagglemlc.tasks.base import Predictions
 
+OnEvaluate = Callable[[int, dict[str, Any]], None]
+"""Called with (fold, history entry) after every evaluation."""
+
 HISTORY_KEYS = ("step", "epoch", "train_loss", "metric", "metric_at_0.5", "lr")
 """What every evaluation records; a task's summary (`Task.summary`) adds its own keys beside these."""
 
@@ -75,8 +79,15 @@ class FoldTrainer:
     """One fold's run: the model, its task (`kagglemlc.tasks`), optimiser and schedule; `fit()` trains it with the
     engine's loop, keeping the best model by the task's selection metric, then `finish()` predicts the test set."""
 
-    def __init__(self, cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fold: int):
-        self.cfg, self.data, self.fold = cfg, data, fold
+    def __init__(
+        self,
+        cfg: Config,
+        data: CompetitionData,
+        fold_of_row: np.ndarray,
+        fold: int,
+        on_evaluate: OnEvaluate | None = None,
+    ):
+        self.cfg, self.data, self.fold, self.on_evaluate = cfg, data, fold, on_evaluate
         self.dir = fold_dir(cfg.run_dir, fold)
         self.accelerator = make_accelerator(cfg)
         set_seed(cfg.train.seed + fold)
@@ -129,6 +140,8 @@ class FoldTrainer:
         self.schedule.evaluated(improved)
         self.save_checkpoint()
         self.report(entry)
+        if self.on_evaluate is not None:  # a search's pruner: may stop the run by raising, after the checkpoint
+            self.on_evaluate(self.fold, entry)
         return p.stopped_early
 
     def score(self, predicted: Predictions, train_loss: float) -> dict[str, Any]:
@@ -241,13 +254,16 @@ def fold_assignment(cfg: Config, data: CompetitionData) -> np.ndarray:
     return fold
 
 
-def train(cfg: Config, fold: int | None = None, restart: bool = False) -> None:
+def train(
+    cfg: Config, fold: int | None = None, restart: bool = False, on_evaluate: OnEvaluate | None = None
+) -> None:
     """Trains one fold (or every fold in turn), then combines the folds when all are complete.
 
     The folds are made first when folds.parquet is absent, as `prepare` makes them. When the folds on disk were
     trained with other settings, it stops with one line naming them; `restart` discards them instead. With
     `restart`, the fold's (every fold's) checkpoint, model and predictions are discarded and it trains from
-    scratch: the way out of a corrupted checkpoint, or a retrain of a complete fold.
+    scratch: the way out of a corrupted checkpoint, or a retrain of a complete fold. `on_evaluate(fold, entry)` is
+    called after every evaluation (what a search prunes on).
     """
     if fold is not None and not 0 <= fold < cfg.cv.folds:
         raise KaggleMLCError(f"--fold {fold}: cv.folds is {cfg.cv.folds}, so folds are 0..{cfg.cv.folds - 1}")
@@ -266,12 +282,14 @@ def train(cfg: Config, fold: int | None = None, restart: bool = False) -> None:
         # process holds it (the other ranks of a torchrun launch are the same run)
         lock = experiment_lock(cfg.run_dir, "train", fold_lock_name(k)) if is_main_process() else None
         with lock or contextlib.nullcontext():
-            _train_fold(cfg, data, fold_of_row, k, restart)
+            _train_fold(cfg, data, fold_of_row, k, restart, on_evaluate)
     if is_main_process():
         combine_folds(cfg, data)
 
 
-def _train_fold(cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, k: int, restart: bool) -> None:
+def _train_fold(
+    cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, k: int, restart: bool, on_evaluate: OnEvaluate | None
+) -> None:
     if restart:
         if is_main_process():
             remove_resume_state(fold_dir(cfg.run_dir, k), everything=True)
@@ -286,7 +304,7 @@ def _train_fold(cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, k: 
             f"`kagglemlc train --fold {k} --restart` trains it again"
         )
         return
-    trainer = FoldTrainer(cfg, data, fold_of_row, k)
+    trainer = FoldTrainer(cfg, data, fold_of_row, k, on_evaluate)
     if cfg.train.report_to != "none":
         start_run(trainer.accelerator, cfg, k)
     trainer.fit()
