@@ -158,3 +158,26 @@ def test_study_files_with_mistakes_are_one_line(tmp_path, encoder, cli):
     kind = _write(tmp_path / "c.yaml", {"base": base, "space": {"train.lr": {"between": [1, 2]}}, "output_dir": "s"})
     code, _, err = cli("search", kind)
     assert code == 2 and "space.train.lr" in err
+
+
+def test_a_pruned_trial_stops_its_cell_at_the_evaluation_that_pruned_it(tmp_path, encoder):
+    """What `search` prunes with: the hook sees fold 0's evaluations; raising Optuna's TrialPruned stops training
+    after that evaluation's checkpoint, and the cell is not recorded as complete."""
+    import optuna
+
+    from kagglemlc.studies.cells import Study, read_cell
+
+    _base(tmp_path / "comp", encoder)
+    study = Study(tmp_path / "comp" / "config.yaml", tmp_path / "study", folds="1")
+    seen = []
+
+    def prune(fold: int, entry: dict) -> None:
+        seen.append((fold, entry["step"]))
+        raise optuna.TrialPruned("trails the median")
+
+    with pytest.raises(optuna.TrialPruned):
+        study.run_cell({"train.lr": 1e-3}, on_evaluate=prune)
+    cell = study.config({"train.lr": 1e-3}).run_dir
+    assert seen == [(0, 3)]  # the first evaluation (eval_every 3), then nothing more
+    assert read_cell(cell) is None and not (cell / "fold0" / "metrics.json").exists()
+    assert json.loads((cell / "fold0" / "checkpoint" / "progress.json").read_text())["step"] == 3

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -38,7 +40,18 @@ def make_accelerator(cfg: Config) -> Accelerator:
         raise KaggleMLCError(f"train.report_to / train.precision: {exc}") from None
 
 
+def reset_peak_memory() -> None:
+    """Starts the peak-memory counters afresh, so that `peak_memory_mb` measures one fold, not the process so far
+    (folds and a study's cells run one after another in one process). On Linux, writing 5 to /proc/self/clear_refs
+    resets the peak resident set size; elsewhere the CPU figure stays the process's peak."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def peak_memory_mb(device: torch.device) -> dict[str, float | None]:
+    """Peak resident memory of the process and peak allocated GPU memory since `reset_peak_memory`, in MiB."""
     cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
     return {"cpu_rss": round(cpu, 1), "gpu_max_allocated": None if gpu is None else round(gpu, 1)}

@@ -45,7 +45,7 @@ from kagglemlc.data.competition import CompetitionData, load_competition
 from kagglemlc.data.experiment import content_digest, guard_trained, record_settings
 from kagglemlc.data.folds import ensure_folds, fold_of_rows
 from kagglemlc.data.predictions import TEST_DIGEST, combine_folds, fold_complete, write_predictions
-from kagglemlc.engine.accelerator import make_accelerator, peak_memory_mb
+from kagglemlc.engine.accelerator import make_accelerator, peak_memory_mb, reset_peak_memory
 from kagglemlc.engine.checkpoints import (
     load_checkpoint,
     remove_resume_state,
@@ -89,6 +89,7 @@ class FoldTrainer:
     ):
         self.cfg, self.data, self.fold, self.on_evaluate = cfg, data, fold, on_evaluate
         self.dir = fold_dir(cfg.run_dir, fold)
+        reset_peak_memory()  # metrics.json's peak memory is this fold's
         self.accelerator = make_accelerator(cfg)
         set_seed(cfg.train.seed + fold)
         self.tokenizer = build_tokenizer(cfg)

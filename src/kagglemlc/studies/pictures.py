@@ -41,9 +41,10 @@ def study_pictures(frame: pd.DataFrame, axes: list[str], folder: Path, stem: str
             )
         )
     named = frame.assign(label=[_label(row, varying) for _, row in frame.iterrows()])
+    names = " · ".join(_name(c).split(".")[-1] for c in varying) or ("trial" if "trial" in frame else "cell")
     drawn.append(
         method_bars(
-            named, folder / f"{stem}-bars.png", method="label", panels=method_panels(metric), title=f"{stem}: cells"
+            named, folder / f"{stem}-bars.png", method="label", panels=method_panels(metric), title=f"{stem}: {names}"
         )
     )
     return drawn
@@ -69,8 +70,7 @@ def _name(column: str) -> str:
 
 
 def _label(row: pd.Series, varying: list[str]) -> str:
-    """A cell's bar label: the values of the settings that vary (the trial number for a search)."""
-    if "trial" in row and not varying:
-        return f"trial {row['trial']}"
-    parts = [f"{_name(c).split('.')[-1]}={row[c]}" for c in varying]
-    return "\n".join(parts) or str(row.get("cell", ""))
+    """A cell's bar label: the values of the settings that vary, in the title's order (a search: the trial)."""
+    if "trial" in row:
+        return str(row["trial"])
+    return " · ".join(str(row[c]) for c in varying) or str(row.get("cell", ""))
