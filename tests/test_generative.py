@@ -351,3 +351,23 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, cli, chat_model):
             pd.read_parquet(tmp_path / "run" / "fold0" / name),
             check_exact=True,  # bit-identical on CPU
         )
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("no anger here, only joy", {"joy"}),
+        ("not anger but joy", {"joy"}),
+        ("Joy. No anger.", {"joy"}),
+        ("joy, without fear", {"joy"}),
+        ("there isn't any anger; fear", {"fear"}),
+        ("anger and not joy", {"anger"}),
+        ("no joy", set()),
+    ],
+)
+def test_a_negated_label_is_not_a_positive(answer, expected):
+    """Issue: "no anger here, only joy" parsed to anger and joy; a label after a negation, up to the end of its
+    clause or a word of contrast, is not one the model said."""
+    parsed = AnswerParser(PARSER_LABELS).parse(answer)
+    assert {PARSER_LABELS[i] for i in parsed.labels} == expected
+    assert not parsed.failed  # "no joy" says no label applies: an answer, not a parse failure

@@ -19,7 +19,11 @@ from kagglemlc.core.errors import KaggleMLCError
 NONE_WORDS = frozenset({"none", "nothing", "n/a", "na"})
 
 
-FILLER_WORDS = frozenset({"and", "or", "the", "a", "an", "label", "labels", "answer", "is", "are", "of", "no"})
+FILLER_WORDS = frozenset({"and", "or", "the", "a", "an", "label", "labels", "answer", "is", "are", "of"})
+# A label after one of these, up to the end of its clause or a word of CONTRAST, is negated: "no anger here, only
+# joy" is joy alone, "not anger but joy" too.
+NEGATIONS = frozenset({"no", "not", "without", "never", "neither", "nor", "non", "isn't", "aren't", "don't", "doesn't"})
+CONTRAST = frozenset({"but", "only", "just", "however", "instead", "rather"})
 
 
 _SEPARATORS = re.compile(r"[,;|/&\n\r\t•·*+]|\band\b|\bor\b")
@@ -41,6 +45,7 @@ class ParsedAnswer:
     unknown: tuple[str, ...] = ()
     """Words that are neither a label, a synonym, a near-miss, "none" nor filler: ignored, counted."""
     said_none: bool = False
+    """The answer says no label applies: "none", or only negated labels ("no joy")."""
 
     @property
     def failed(self) -> bool:
@@ -94,35 +99,56 @@ class AnswerParser:
         for chunk in _SEPARATORS.split(normalize(text)):
             words = [w.strip("'/") for w in _NOT_WORD.sub(" ", chunk).split()]
             words = [w for w in words if w and not w.isdigit()]  # numbering "1." "2)"
-            leftover: list[str] = []
+            negated = _negated(words)
+            leftover: list[int] = []  # positions of the words no label phrase took
             i = 0
             while i < len(words):
                 for n in range(min(self.max_words, len(words) - i), 0, -1):
                     label = self.phrases.get(" ".join(words[i : i + n]))
                     if label is not None:
-                        found.append(label)
+                        if negated[i]:
+                            said_none = True  # "no joy": an answer that names no label, not a failure
+                        else:
+                            found.append(label)
                         i += n
                         break
                 else:
-                    leftover.append(words[i])
+                    leftover.append(i)
                     i += 1
             if not leftover:
                 continue
-            label = self._fuzzy(" ".join(leftover)) if len(leftover) <= self.max_words else None
-            if label is not None:
-                found.append(label)
+            rest = [words[j] for j in leftover]
+            whole = self._fuzzy(" ".join(rest)) if len(rest) <= self.max_words and not any(negated) else None
+            if whole is not None:
+                found.append(whole)
                 continue
-            for word in leftover:
+            for j in leftover:
+                word = words[j]
                 if word in NONE_WORDS:
                     said_none = True
-                elif word in FILLER_WORDS:
+                elif word in FILLER_WORDS or word in NEGATIONS or word in CONTRAST:
                     continue
                 elif (label := self._fuzzy(word)) is not None:
-                    found.append(label)
+                    if negated[j]:
+                        said_none = True
+                    else:
+                        found.append(label)
                 else:
                     unknown.append(word)
         labels = tuple(dict.fromkeys(found))
         return ParsedAnswer(labels, tuple(unknown), said_none and not labels)
+
+
+def _negated(words: list[str]) -> list[bool]:
+    """Which words of a clause stand after a negation (`NEGATIONS`) and before a word of contrast (`CONTRAST`)."""
+    out, negating = [], False
+    for word in words:
+        if word in NEGATIONS:
+            negating = True
+        elif word in CONTRAST:
+            negating = False
+        out.append(negating and word not in NEGATIONS)
+    return out
 
 
 def parsed_matrix(parsed: list[ParsedAnswer], n_labels: int, task: str) -> np.ndarray:
