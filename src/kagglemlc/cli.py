@@ -155,7 +155,13 @@ BLEND_NAME_OPT = typer.Option(
 def ensemble(
     configs: list[Path] = CONFIGS_ARG,
     name: str | None = BLEND_NAME_OPT,
-    method: str = typer.Option("mean", "--method", "-m", help="How members are blended: mean | rank | geometric."),
+    method: str = typer.Option(
+        "mean",
+        "--method",
+        "-m",
+        help="mean | rank | geometric (weights fitted on OOF) | stack (a per-label logistic regression on the "
+        "members' OOF probabilities, fitted fold by fold).",
+    ),
 ) -> None:
     """Blend experiments: non-negative weights fitted on OOF for the metric, thresholds re-tuned → blend-NAME/."""
     from kagglemlc.stages.ensemble import ensemble as run_ensemble

@@ -44,7 +44,10 @@ from kagglemlc.data.predictions import probability_table, read_probs, write_tabl
 from kagglemlc.data.thresholds import cv_before_after, threshold_report, write_thresholds
 from kagglemlc.scoring.blend import METHODS, blend32, fit_weights, to_blend_space
 from kagglemlc.scoring.cuts import cut_objective
+from kagglemlc.scoring.stack import stack
 
+STACK = "stack"
+"""`--method stack`: a stacker on the members' OOF probabilities instead of weights (`scoring.stack`)."""
 SEARCH_ROWS = 50_000
 """On more OOF rows the weight search scores this fixed random subset (the blend is still scored on all rows)."""
 
@@ -92,7 +95,7 @@ def _blend_config(first: Config, config_paths: list[Path], name: str, weights: n
         "config_file": first.meta.get("config_file"),
         "ensemble": {
             "members": [str(Path(p).resolve()) for p in config_paths],
-            "weights": [round(float(w), 6) for w in weights],
+            "weights": [] if method == STACK else [round(float(w), 6) for w in weights],
             "method": method,
         },
     }
@@ -106,7 +109,8 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         config_paths: each member's config (its YAML or its resolved `<output_dir>/config.yaml`).
         name: the blend's name; it is written to `<first member's output_dir>/../blend-<name>/`.
             Default: the members' names joined by "+".
-        method: mean | rank | geometric (see `blend`).
+        method: mean | rank | geometric (see `blend`), or stack: a per-label logistic regression on the members'
+            OOF probabilities, fitted fold by fold (`scoring.stack`).
 
     Returns:
         The blend's directory.
@@ -115,8 +119,8 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         KaggleMLCError: members with different folds, tasks or label columns; missing oof/test files; a `name`
             that is not a plain file name.
     """
-    if method not in METHODS:
-        raise KaggleMLCError(f"--method '{method}': choose one of {', '.join(METHODS)}")
+    if method not in (*METHODS, STACK):
+        raise KaggleMLCError(f"--method '{method}': choose one of {', '.join((*METHODS, STACK))}")
     if name is not None and (problem := name_problem(name)):
         raise KaggleMLCError(f"--name: {problem}")
     config_paths = [Path(p) for p in config_paths]
@@ -152,36 +156,49 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
 
         th = first.thresholds
         name = name or "+".join(c.name or c.run_dir.name for c in cfgs)
-        rows = _search_rows(len(data.y))
-        search = [_take_rows(o, rows) for o in oofs]
-        objective = cut_objective(data.y[rows], task, metric, th.strategy, th.value, th.multiclass_bias)
-        weights, _ = fit_weights(search, objective, method)
         fold = fold_of_rows(first.run_dir, train_ids, folds)
-        oof_spaces = [to_blend_space(o, method) for o in oofs]
-        tests = [r.result() for r in reading] or None
-        members = [s.result() for s in scoring]
+        if method == STACK:
+            tests = [r.result() for r in reading] or None
+            members = [s.result() for s in scoring]
+            weights = np.full(len(oofs), np.nan)  # no weights: a fitted model per label
+            stacked, stacked_test = stack(oofs, data.y, fold, task, tests)
+            with _Staged(pool, _blend_config(first, config_paths, name, weights, method).run_dir) as staged:
+                staged.write(FOLDS_FILE, lambda: pa.Table.from_pandas(folds, preserve_index=False))
+                staged.write(OOF_FILE, lambda: probability_table(train_ids, stacked, names))
+                if stacked_test is not None:
+                    staged.write(TEST_FILE, lambda: probability_table(test_ids, stacked_test, names))
+                tuned = threshold_report(first, data, stacked, fold)
+        else:
+            rows = _search_rows(len(data.y))
+            search = [_take_rows(o, rows) for o in oofs]
+            objective = cut_objective(data.y[rows], task, metric, th.strategy, th.value, th.multiclass_bias)
+            weights, _ = fit_weights(search, objective, method)
+            oof_spaces = [to_blend_space(o, method) for o in oofs]
+            tests = [r.result() for r in reading] or None
+            members = [s.result() for s in scoring]
 
-        def stage_blend(weights: np.ndarray) -> np.ndarray:
-            """The OOF blend; its file and the test blend's are made and written while its thresholds are tuned."""
+            def stage_blend(weights: np.ndarray) -> np.ndarray:
+                """The OOF blend; its file and the test blend's are written while its thresholds are tuned."""
 
-            def test_table() -> pa.Table:
-                blended = blend32(weights, [to_blend_space(t, method) for t in tests], method)
-                return probability_table(test_ids, blended, names)
+                def test_table() -> pa.Table:
+                    blended = blend32(weights, [to_blend_space(t, method) for t in tests], method)
+                    return probability_table(test_ids, blended, names)
 
-            oof_blend = blend32(weights, oof_spaces, method)
-            staged.write(OOF_FILE, lambda: probability_table(train_ids, oof_blend, names))
-            if tests is not None:
-                staged.write(TEST_FILE, test_table)
-            return oof_blend
+                oof_blend = blend32(weights, oof_spaces, method)
+                staged.write(OOF_FILE, lambda: probability_table(train_ids, oof_blend, names))
+                if tests is not None:
+                    staged.write(TEST_FILE, test_table)
+                return oof_blend
 
-        with _Staged(pool, _blend_config(first, config_paths, name, weights, method).run_dir) as staged:
-            staged.write(FOLDS_FILE, lambda: pa.Table.from_pandas(folds, preserve_index=False))
-            tuned = threshold_report(first, data, stage_blend(weights), fold)  # the blend's settings are the first's
-            best = int(np.argmax([cv for _, cv in members]))
-            if isinstance(rows, np.ndarray) and tuned["cv_tuned"] < members[best][1]:
-                # fitted on a subset: still never below the best member on all rows
-                weights = np.eye(len(oofs))[best]
+            with _Staged(pool, _blend_config(first, config_paths, name, weights, method).run_dir) as staged:
+                staged.write(FOLDS_FILE, lambda: pa.Table.from_pandas(folds, preserve_index=False))
+                # the blend's settings are the first member's
                 tuned = threshold_report(first, data, stage_blend(weights), fold)
+                best = int(np.argmax([cv for _, cv in members]))
+                if isinstance(rows, np.ndarray) and tuned["cv_tuned"] < members[best][1]:
+                    # fitted on a subset: still never below the best member on all rows
+                    weights = np.eye(len(oofs))[best]
+                    tuned = threshold_report(first, data, stage_blend(weights), fold)
         cfg = _blend_config(first, config_paths, name, weights, method)
     save_resolved(cfg)
     write_thresholds(cfg, tuned)
@@ -230,10 +247,11 @@ def _print_summary(cfg: Config, metric: str, members: list[tuple], tuned: dict) 
     for column in ("experiment", "weight", "untuned", "tuned", "nested"):
         table.add_column(column, justify="left" if column == "experiment" else "right")
     for member, weight, untuned, tuned_cv in members:
-        table.add_row(member, f"{weight:.3f}", f"{untuned:.4f}", f"{tuned_cv:.4f}", "")
+        shown = "stacked" if np.isnan(weight) else f"{weight:.3f}"
+        table.add_row(member, shown, f"{untuned:.4f}", f"{tuned_cv:.4f}", "")
     cvs = (f"{tuned[key]:.4f}" for key in ("cv_at_0.5", "cv_tuned", "cv_nested"))
     table.add_row(cfg.name, "1.000", *cvs, style="bold")
     stdout.print(table)
     best = max(members, key=lambda m: m[3])
-    weights = ", ".join(f"{m[0]} {m[1]:.2f}" for m in members)
+    weights = ", ".join(m[0] if np.isnan(m[1]) else f"{m[0]} {m[1]:.2f}" for m in members)
     info(f"{cfg.name} ({weights}): CV {tuned['cv_tuned']:.4f} vs best member {best[0]} {best[3]:.4f} → {cfg.run_dir}")
