@@ -123,6 +123,10 @@ class ModelConfig(Section):
     """encoder (classification head), decoder (LLM + classification head), generative (text out, parsed)."""
     max_length: Annotated[int, Field(ge=8)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
     """Longest input in tokens; longer texts are truncated. auto: see Defaults."""
+    truncation: Literal["right", "left", "head_tail"] = Field("right", json_schema_extra=TRAIN)
+    """Which tokens of a longer text are kept: first (right), last (left) or both ends; generative prompts: right."""
+    head_fraction: float = Field(0.25, ge=0, le=1, json_schema_extra=TRAIN)
+    """head_tail: the share of max_length given to the text's first tokens; the rest goes to its last tokens."""
     cache_dir: ResolvedPath | None = Field(None, json_schema_extra=NO_OUTPUT)
     """Hugging Face cache to look in (default: $HF_HOME / the usual cache). Nothing is downloaded."""
     trust_remote_code: bool = Field(False, json_schema_extra=TRAIN)

@@ -28,14 +28,47 @@ class Encodings:
     padding_side: str = "right"
 
 
-def tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, chunk: int = 4096) -> Encodings:
-    """Token ids of every text, truncated to `max_length`, unpadded."""
+def tokenize(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_length: int,
+    chunk: int = 4096,
+    truncation: str = "right",
+    head_fraction: float = 0.25,
+) -> Encodings:
+    """Token ids of every text, at most `max_length` of them, unpadded.
+
+    `truncation` says which tokens a longer text keeps: right — its first ones (the tokenizer's own truncation),
+    left — its last ones, head_tail — the first `head_fraction` of the budget and the last ones for the rest (long
+    essays and threads: the opening and the conclusion carry most). The tokenizer's special tokens at either end
+    ([CLS] ... [SEP], <s> ... </s>, a BOS) are always kept.
+    """
     ids: list[list[int]] = []
     for start in range(0, len(texts), chunk):
-        out = tokenizer(texts[start : start + chunk], truncation=True, max_length=max_length, padding=False)
-        ids.extend(out["input_ids"])
+        part = texts[start : start + chunk]
+        if truncation == "right":
+            out = tokenizer(part, truncation=True, max_length=max_length, padding=False)["input_ids"]
+        else:
+            special = set(tokenizer.all_special_ids)
+            full = tokenizer(part, truncation=False, padding=False)["input_ids"]
+            out = [_cut(seq, max_length, special, truncation, head_fraction) for seq in full]
+        ids.extend(out)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Encodings(ids, np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), pad_id, tokenizer.padding_side)
+
+
+def _cut(seq: list[int], max_length: int, special: set[int], truncation: str, head_fraction: float) -> list[int]:
+    """`seq` cut to `max_length` tokens, its leading and trailing special tokens kept (see `tokenize`)."""
+    if len(seq) <= max_length:
+        return seq
+    lead = next((i for i, t in enumerate(seq) if t not in special), len(seq))
+    trail = next((i for i, t in enumerate(reversed(seq)) if t not in special), 0)
+    content = seq[lead : len(seq) - trail]
+    budget = max(max_length - lead - trail, 0)
+    head = round(budget * head_fraction) if truncation == "head_tail" else 0
+    tail = budget - head
+    kept = content[:head] + (content[len(content) - tail :] if tail else [])
+    return seq[:lead] + kept + seq[len(seq) - trail :]
 
 
 def collate(enc: Encodings, rows: np.ndarray, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:

@@ -45,7 +45,10 @@ class ClassifierTask:
         """Token ids of every train or test row (tokenised on first use)."""
         if split not in self._enc:
             texts = self.data.train_texts if split == "train" else self.data.test_texts
-            self._enc[split] = tokenize(self.tokenizer, texts or [], self.cfg.model.max_length)
+            m = self.cfg.model
+            self._enc[split] = tokenize(
+                self.tokenizer, texts or [], m.max_length, truncation=m.truncation, head_fraction=m.head_fraction
+            )
         return self._enc[split]
 
     def train_encodings(self) -> Encodings:
