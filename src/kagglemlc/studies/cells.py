@@ -89,8 +89,9 @@ class Study:
     def config(self, settings: dict[str, Any], output_dir: Path | None = None, scoring_only: bool = True) -> Config:
         """The cell's config: the base with the cell's settings, in its own output_dir (or `output_dir`).
 
-        With `scoring_only` (a cell) the test file and sample submission are left out; without it (a config for
-        `kagglemlc run`) they stay, unless a data setting changed the training file.
+        With `scoring_only` (a cell) the test file is left out (a study scores out of fold); without it (a config
+        for `kagglemlc run`) it stays. A data setting always leaves out the test file and the sample submission:
+        the training file then has other labels or rows, and the labels are listed.
         """
         overrides = self._data_overrides(settings.get("data.labels"), settings.get("data.train_rows"))
         if scoring_only and not overrides:  # the sample submission stays: it may be where the labels are listed
