@@ -46,6 +46,7 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "model.kind": ("decoder", FROM_TRAIN),
     "model.max_length": (64, FROM_TRAIN),
     "model.truncation": ("head_tail", FROM_TRAIN),
+    "competition.soft_labels": (True, ALL),
     "model.head_fraction": (0.5, FROM_TRAIN),
     "model.cache_dir": ("hf-cache", NOTHING),
     "model.trust_remote_code": (True, FROM_TRAIN),

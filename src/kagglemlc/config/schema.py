@@ -99,6 +99,8 @@ class CompetitionConfig(Section):
     """With `label_format: list` and integer labels: a text file with one label name per line (line i = id i)."""
     task: Literal["multilabel", "multiclass", "binary"] = Field("multilabel", json_schema_extra=PREPARE)
     """multilabel (any number of labels per row), multiclass (exactly one), binary (one 0/1 target)."""
+    soft_labels: bool = Field(False, json_schema_extra=PREPARE)
+    """Wide label columns hold probabilities in [0, 1] (soft targets), learned as they are; scored rounded at 0.5."""
     metric: Literal[METRIC_NAMES] = Field("f1_macro", json_schema_extra=TRAIN)  # type: ignore[valid-type]
     """The competition metric, used for early stopping, thresholds and blends."""
     encoding: str = Field("utf-8", json_schema_extra=PREPARE)
@@ -282,6 +284,10 @@ class Config(Section):
             raise ValueError(f"train.loss: multiclass tasks use 'ce', not '{train.loss}'")
         if comp.task != "multiclass" and train.loss == "ce":
             raise ValueError(f"train.loss: 'ce' is for multiclass; use bce, focal or asl for {comp.task}")
+        if comp.soft_labels and comp.label_format != "wide":
+            raise ValueError("competition.soft_labels: soft targets come from wide label columns (label_format: wide)")
+        if comp.soft_labels and self.model.kind == "generative":
+            raise ValueError("competition.soft_labels: generative models answer with label names, not probabilities")
         if self.model.kind == "generative" and self.adapter.method == "head":
             raise ValueError(
                 "adapter.method: 'head' trains a classification head; generative models use lora, qlora, ia3 or none"

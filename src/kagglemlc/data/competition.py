@@ -47,11 +47,20 @@ class CompetitionData:
     train_ids: np.ndarray
     train_texts: list[str]
     y: np.ndarray
+    """(n, L) 0/1 labels (one-hot for multiclass): what folds stratify on and every metric scores."""
     groups: np.ndarray | None = None
     test_ids: np.ndarray | None = None
     test_texts: list[str] | None = None
     submission: pd.DataFrame | None = None
     """The sample submission as read (ids as strings), the template every submission must match."""
+    soft: np.ndarray | None = None
+    """With `competition.soft_labels`: the (n, L) float32 targets the model learns; `y` is them rounded (≥ 0.5,
+    or the most probable class for multiclass)."""
+
+    @property
+    def targets(self) -> np.ndarray:
+        """What the loss learns from: the soft targets where there are any, else the labels."""
+        return self.y if self.soft is None else self.soft
 
     def ids(self, which: str) -> pa.Array | None:
         """`arrow_ids` of the "train" or "test" ids (None without test ids), converted at most once."""
@@ -109,6 +118,31 @@ def _auto_labels(cfg: CompetitionConfig, submission: pd.DataFrame | None) -> lis
             "competition.labels is 'auto' but competition.sample_submission is not set; list the labels"
         )
     return [c for c in submission.columns if c != cfg.id_column]
+
+
+def _soft_labels(train: pd.DataFrame, names: list[str], cfg: CompetitionConfig) -> np.ndarray:
+    """(n, L) float32 targets in [0, 1] from the wide label columns (`competition.soft_labels`)."""
+    require_columns(train, names, cfg.train, "the label columns")
+    out = np.zeros((len(train), len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        raw = train[name].str.strip()
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = ~values.between(0, 1)  # NaN (not a number) is not between either
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise KaggleMLCError(
+                f"{cfg.train}: column '{name}' must hold probabilities in [0, 1] (competition.soft_labels), "
+                f"found {raw.iloc[row]!r} on line {row + 2}"
+            )
+        out[:, j] = values.to_numpy(dtype=np.float32)
+    return out
+
+
+def _rounded(soft: np.ndarray, task: str) -> np.ndarray:
+    """0/1 labels of soft targets: each ≥ 0.5, or the most probable class (one-hot) for multiclass."""
+    if task == "multiclass":
+        return np.eye(soft.shape[1], dtype=np.int8)[soft.argmax(axis=1)]
+    return (soft >= 0.5).astype(np.int8)
 
 
 def _wide_labels(train: pd.DataFrame, names: list[str], cfg: CompetitionConfig) -> np.ndarray:
@@ -236,6 +270,7 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
     require_columns(train, [cfg.id_column], cfg.train, "competition.id_column")
     _check_ids(train[cfg.id_column], cfg.train, cfg.id_column)
 
+    soft = None
     if cfg.label_format == "list":
         names, y = _list_labels(train, cfg, submission)
     else:
@@ -247,7 +282,8 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
                     f"{cfg.train}: lacks label columns of the sample submission: {', '.join(missing[:8])}"
                     f"{' ...' if len(missing) > 8 else ''} (or set competition.label_format: list)"
                 )
-        y = _wide_labels(train, names, cfg)
+        soft = _soft_labels(train, names, cfg) if cfg.soft_labels else None
+        y = _wide_labels(train, names, cfg) if soft is None else _rounded(soft, cfg.task)
     if not names:
         raise KaggleMLCError("competition.labels: no labels found; list them or check competition.sample_submission")
     _check_task(cfg, names, y)
@@ -265,6 +301,7 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
         y=y,
         groups=groups,
         submission=submission,
+        soft=soft,
     )
     if with_test and cfg.test is not None:
         _load_test(cfg, data)

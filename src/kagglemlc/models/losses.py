@@ -72,9 +72,10 @@ def _asl(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
 def _ce(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = None if weights is None else weights.to(logits.device)
-        return F.cross_entropy(
-            logits.float(), targets.argmax(dim=1), weight=weight, label_smoothing=cfg.label_smoothing
-        )
+        # one-hot targets as class indices; soft targets (rows of probabilities) as they are
+        hard = bool(((targets == 0) | (targets == 1)).all())
+        target = targets.argmax(dim=1) if hard else targets
+        return F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)
 
     return loss
 
@@ -88,5 +89,6 @@ LOSSES: dict[str, Callable[[torch.Tensor | None, TrainConfig], LossFn]] = {
 
 
 def build_loss(cfg: TrainConfig, task: str, y_train: np.ndarray) -> LossFn:
-    """The configured loss; targets are always the (n, L) 0/1 matrix (one-hot for multiclass)."""
+    """The configured loss; targets are the (n, L) 0/1 matrix (one-hot for multiclass), or soft targets in [0, 1]
+    (`competition.soft_labels`: BCE-style losses take them as they are, cross-entropy as class probabilities)."""
     return LOSSES[cfg.loss](class_weights(y_train, task, cfg.class_weights), cfg)

@@ -36,7 +36,7 @@ class ClassifierTask:
     ):
         self.cfg, self.tokenizer, self.data = cfg, tokenizer, data
         n_outputs = n_outputs or data.y.shape[1]
-        self.targets = torch.as_tensor(data.y[:, :n_outputs], dtype=torch.float32)
+        self.targets = torch.as_tensor(data.targets[:, :n_outputs], dtype=torch.float32)  # soft ones if any
         rows = np.arange(len(data.y)) if train_rows is None else train_rows
         self.loss_fn = build_loss(cfg.train, data.task, data.y[rows])
         self._enc: dict[str, Encodings] = {}
