@@ -52,6 +52,17 @@ def _main(
 
 
 @app.command()
+def init(
+    folder: Path = typer.Argument(Path("."), help="The competition folder (default: here).", show_default=False),
+) -> None:
+    """Write a commented kagglemlc.yaml from the competition files found in FOLDER (train, test, sample_submission):
+    id, text and label columns and the task guessed, each guess marked; never overwrites an existing one."""
+    from kagglemlc.stages.init import init as run_init
+
+    run_init(folder)
+
+
+@app.command()
 def prepare(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
     """Validate the competition files and write K-fold multilabel-stratified splits (folds.parquet)."""
     from kagglemlc.stages.prepare import prepare as run_prepare
