@@ -65,12 +65,13 @@ def test_soft_labels_refuse_what_cannot_read_them(tmp_path, override, message):
 
 def test_cross_entropy_takes_soft_rows_as_class_probabilities():
     plain = TrainConfig(loss="ce", class_weights="none", label_smoothing=0.0)
-    loss = build_loss(plain, "multiclass", np.eye(3, dtype=np.int8)[[0, 1, 2, 0]])
+    y = np.eye(3, dtype=np.int8)[[0, 1, 2, 0]]
     logits = torch.randn(4, 3)
     soft = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.5, 0.0]])
     expected = -(soft * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    torch.testing.assert_close(loss(logits, soft), expected)
+    torch.testing.assert_close(build_loss(plain, "multiclass", y, soft=True)(logits, soft), expected)
     hard = torch.eye(3)[[0, 1, 2, 0]]  # one-hot rows: class indices, exactly as before
+    loss = build_loss(plain, "multiclass", y)
     torch.testing.assert_close(loss(logits, hard), F.cross_entropy(logits, torch.tensor([0, 1, 2, 0])))
 
 

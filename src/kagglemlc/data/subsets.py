@@ -71,13 +71,13 @@ def write_subset(
     rows: np.ndarray,
     labels: list[str],
     path: Path,
-    write: bool = True,
 ) -> list[str]:
     """Writes the training file restricted to `rows` (positions) and `labels` to `path`, in the original's
     shape: wide label columns outside `labels` dropped, list labels outside them removed from each row; with one
     label per row, rows of other labels dropped. Returns the overrides that make a config read it (the labels
-    listed, no test file: a study scores out of fold). With `write` False the file is taken as already there."""
-    if write:
+    listed, no test file: a study scores out of fold). A file already at `path` is kept: the caller names it after
+    the rows and labels it holds, so it is the same subset written by an earlier run."""
+    if not path.is_file():
         _write_subset(comp, data, rows, labels, path)
     return [
         f"competition.train={path}",

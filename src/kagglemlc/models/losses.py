@@ -36,7 +36,7 @@ def class_weights(y_train: np.ndarray, task: str, mode: str) -> torch.Tensor | N
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _bce(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
+def _bce(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> LossFn:
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         pos_weight = None if weights is None else weights.to(logits.device)
         return F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=pos_weight)
@@ -44,7 +44,7 @@ def _bce(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
     return loss
 
 
-def _focal(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
+def _focal(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> LossFn:
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         pos_weight = None if weights is None else weights.to(logits.device)
@@ -56,7 +56,7 @@ def _focal(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
     return loss
 
 
-def _asl(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
+def _asl(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> LossFn:
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(logits.float())
         p_neg = (p - cfg.asl_clip).clamp(min=0) if cfg.asl_clip > 0 else p  # shift easy negatives to zero loss
@@ -69,18 +69,18 @@ def _asl(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
     return loss
 
 
-def _ce(weights: torch.Tensor | None, cfg: TrainConfig) -> LossFn:
+def _ce(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> LossFn:
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = None if weights is None else weights.to(logits.device)
         # one-hot targets as class indices; soft targets (rows of probabilities) as they are
-        hard = bool(((targets == 0) | (targets == 1)).all())
-        target = targets.argmax(dim=1) if hard else targets
+        target = targets if soft else targets.argmax(dim=1)
         return F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)
 
     return loss
 
 
-LOSSES: dict[str, Callable[[torch.Tensor | None, TrainConfig], LossFn]] = {
+# (class weights, train settings, soft targets?) → the loss; BCE-style losses read soft targets as they are
+LOSSES: dict[str, Callable[[torch.Tensor | None, TrainConfig, bool], LossFn]] = {
     "bce": _bce,
     "focal": _focal,
     "asl": _asl,
@@ -88,7 +88,7 @@ LOSSES: dict[str, Callable[[torch.Tensor | None, TrainConfig], LossFn]] = {
 }
 
 
-def build_loss(cfg: TrainConfig, task: str, y_train: np.ndarray) -> LossFn:
+def build_loss(cfg: TrainConfig, task: str, y_train: np.ndarray, soft: bool = False) -> LossFn:
     """The configured loss; targets are the (n, L) 0/1 matrix (one-hot for multiclass), or soft targets in [0, 1]
     (`competition.soft_labels`: BCE-style losses take them as they are, cross-entropy as class probabilities)."""
-    return LOSSES[cfg.loss](class_weights(y_train, task, cfg.class_weights), cfg)
+    return LOSSES[cfg.loss](class_weights(y_train, task, cfg.class_weights), cfg, soft)

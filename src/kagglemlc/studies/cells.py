@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
-
 from kagglemlc.config import Config, load_config
 from kagglemlc.core.console import info, warn
 from kagglemlc.core.errors import KaggleMLCError
@@ -114,8 +112,7 @@ class Study:
         positions = stratified_rows(self.data, rows or len(self.data.y), self.seed)
         tag = hashlib.sha256(json.dumps([names, rows, self.seed]).encode()).hexdigest()[:8]
         path = (self.folder / STUDY_DATA_DIR / f"train-{rows or 'all'}-{len(names)}labels-{tag}.csv").resolve()
-        # made by an earlier cell or run: the same rows and labels
-        return write_subset(self.base_cfg.competition, self.data, positions, names, path, write=not path.is_file())
+        return write_subset(self.base_cfg.competition, self.data, positions, names, path)
 
     def run_cell(self, settings: dict[str, Any], on_evaluate: OnEvaluate | None = None) -> dict[str, Any]:
         """Runs one cell to the end (or resumes it) and returns its result, also kept in `<cell>/cell.json`.
@@ -196,8 +193,3 @@ def outcome(cfg: Config, folds: Folds) -> dict[str, Any]:
         "best_step": metrics[0].get("best_step"),
         "output_dir": str(cfg.run_dir),
     }
-
-
-def results_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per cell, in the order given, with every column any cell has."""
-    return pd.DataFrame(results)

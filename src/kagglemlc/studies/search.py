@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import optuna
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,7 +32,7 @@ from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import experiment_lock, write_csv, write_text
 from kagglemlc.core.paths import BEST_CONFIG, BEST_DIR, SEARCH_DB, SEARCH_FILE
-from kagglemlc.studies.cells import Study, results_frame
+from kagglemlc.studies.cells import Study
 from kagglemlc.studies.pictures import study_page
 from kagglemlc.studies.sweep import read_study_file
 
@@ -82,12 +83,12 @@ def _suggest(trial: optuna.Trial, key: str, spec: dict[str, list[Any]]) -> Any:
     return trial.suggest_categorical(key, values)
 
 
-def _requeue_interrupted(study: optuna.Study) -> None:
+def _requeue_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
     """Trials left running by a killed search (this process holds the search's lock, so nothing runs them) are
     marked failed and queued again with the same settings: their cells continue from their checkpoints."""
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
         info(f"search: trial {trial.number} was interrupted; run again with the same settings")
 
@@ -109,18 +110,17 @@ def search(path: str | Path) -> Path:
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with experiment_lock(spec.output_dir, "search"):
-        storage = f"sqlite:///{spec.output_dir / SEARCH_DB}"
-        # a resumed search's sampler is seeded past the trials it has: the same seed would draw the first ones again
-        earlier = _trial_count(storage)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{spec.output_dir / SEARCH_DB}")
         study = optuna.create_study(
             study_name="kagglemlc",
             storage=storage,
             load_if_exists=True,
             direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=spec.seed + earlier),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2) if spec.pruning else optuna.pruners.NopPruner(),
         )
-        _requeue_interrupted(study)
+        # a resumed search's sampler is seeded past the trials it has: the same seed would draw the first ones again
+        study.sampler = optuna.samplers.TPESampler(seed=spec.seed + len(study.get_trials(deepcopy=False)))
+        _requeue_interrupted(study, storage)
 
         def objective(trial: optuna.Trial) -> float:
             settings = {key: _suggest(trial, key, values) for key, values in spec.space.items()}
@@ -152,14 +152,7 @@ def search(path: str | Path) -> Path:
     return best
 
 
-def _trial_count(storage: str) -> int:
-    try:
-        return len(optuna.load_study(study_name="kagglemlc", storage=storage).get_trials(deepcopy=False))
-    except KeyError:  # no study stored yet
-        return 0
-
-
-def _trials_frame(study: optuna.Study) -> Any:
+def _trials_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("requeued_from", "interrupted")}
@@ -168,7 +161,7 @@ def _trials_frame(study: optuna.Study) -> Any:
             continue  # run again as a later trial with the same settings
         state = trial.state.name.lower()
         rows.append({"trial": trial.number, "state": state, "value": trial.value, **settings, **attrs})
-    return results_frame(rows)
+    return pd.DataFrame(rows)
 
 
 def _write_best(study: optuna.Study, cells: Study, spec: SearchFile) -> Path:

@@ -18,6 +18,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,7 +26,7 @@ from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import experiment_lock, write_csv
 from kagglemlc.core.paths import SWEEP_FILE
-from kagglemlc.studies.cells import Study, cell_name, results_frame
+from kagglemlc.studies.cells import Study, cell_name
 from kagglemlc.studies.pictures import study_page
 
 
@@ -91,8 +92,8 @@ def sweep(path: str | Path) -> Path:
         for i, settings in enumerate(grid, start=1):
             info(f"sweep cell {i}/{len(grid)}: {cell_name(settings)}")
             results.append(study.run_cell(settings))
-            write_csv(out, results_frame(results))  # after every cell: what is done so far, each cell once
-        study_page(results_frame(results), list(spec.axes), spec.output_dir, "sweep", f"kagglemlc sweep {path}")
+            write_csv(out, pd.DataFrame(results))  # after every cell: what is done so far, each cell once
+        study_page(pd.DataFrame(results), list(spec.axes), spec.output_dir, "sweep", f"kagglemlc sweep {path}")
     failed = sum(r["status"] != "ok" for r in results)
     info(f"sweep: {len(grid)} cells, {failed} failed → {out}")
     return out

@@ -38,7 +38,7 @@ class ClassifierTask:
         n_outputs = n_outputs or data.y.shape[1]
         self.targets = torch.as_tensor(data.targets[:, :n_outputs], dtype=torch.float32)  # soft ones if any
         rows = np.arange(len(data.y)) if train_rows is None else train_rows
-        self.loss_fn = build_loss(cfg.train, data.task, data.y[rows])
+        self.loss_fn = build_loss(cfg.train, data.task, data.y[rows], soft=data.soft is not None)
         self._enc: dict[str, Encodings] = {}
 
     def encodings(self, split: str) -> Encodings:
