@@ -174,7 +174,8 @@ def ensemble(
         "members' OOF probabilities, fitted fold by fold).",
     ),
 ) -> None:
-    """Blend experiments: non-negative weights fitted on OOF for the metric, thresholds re-tuned → blend-NAME/."""
+    """Blend experiments: weights fitted on OOF for the metric (or a stacker: --method stack), thresholds re-tuned
+    → blend-NAME/."""
     from kagglemlc.stages.ensemble import ensemble as run_ensemble
 
     run_ensemble(configs, name, method)
