@@ -48,6 +48,8 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "model.truncation": ("head_tail", FROM_TRAIN),
     "competition.soft_labels": (True, ALL),
     "model.head_fraction": (0.5, FROM_TRAIN),
+    "model.revision": ("v1", FROM_TRAIN),
+    "model.offline": (True, NOTHING),
     "model.cache_dir": ("hf-cache", NOTHING),
     "model.trust_remote_code": (True, FROM_TRAIN),
     "adapter.method": ("lora", FROM_TRAIN),

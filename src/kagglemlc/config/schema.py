@@ -129,8 +129,12 @@ class ModelConfig(Section):
     """Which tokens of a longer text are kept: first (right), last (left) or both ends; generative prompts: right."""
     head_fraction: float = Field(0.25, ge=0, le=1, json_schema_extra=TRAIN)
     """head_tail: the share of max_length given to the text's first tokens; the rest goes to its last tokens."""
+    revision: str | None = Field(None, json_schema_extra=TRAIN)
+    """Hub id only: the branch, tag or commit to use (default: main); the commit used is recorded in config.yaml."""
+    offline: bool = Field(False, json_schema_extra=NO_OUTPUT)
+    """Never download: read a hub id from the cache only (as HF_HUB_OFFLINE=1 does)."""
     cache_dir: ResolvedPath | None = Field(None, json_schema_extra=NO_OUTPUT)
-    """Hugging Face cache to look in (default: $HF_HOME / the usual cache). Nothing is downloaded."""
+    """Hugging Face cache that hub models are downloaded into and read from (default: $HF_HOME / the usual one)."""
     trust_remote_code: bool = Field(False, json_schema_extra=TRAIN)
     """Run Python code shipped with the model. Off unless you trust the model's source."""
 
