@@ -39,11 +39,11 @@ def test_run_chain_submits_then_skips_and_redoes_only_what_changed(tmp_path, cli
     assert set(sub[LABELS].stack()) <= {"0", "1"}
 
     code, _, err = cli("run", cfg)
-    assert code == 0 and _skipped(err) == {"prepare", "train", "predict", "tune-thresholds", "submit"}, err
+    assert code == 0 and _skipped(err) == {"prepare", "train", "full-fit", "predict", "tune-thresholds", "submit"}, err
 
     # a thresholds edit reruns thresholds and submit only
     code, _, err = cli("run", cfg, "thresholds.strategy=global")
-    assert code == 0 and _skipped(err) == {"prepare", "train", "predict"}, err
+    assert code == 0 and _skipped(err) == {"prepare", "train", "full-fit", "predict"}, err
     assert json.loads((run / "thresholds.json").read_text())["strategy"] == "global"
 
     # a training edit stops before anything is written: one line naming the key and the two ways on
@@ -82,7 +82,7 @@ def test_run_after_a_new_test_set_keeps_every_fold_model_and_submits_the_new_ids
     )
     code, _, err = cli("run", cfg)
     assert code == 0, err
-    assert _skipped(err) == {"prepare", "train", "tune-thresholds"}, err
+    assert _skipped(err) == {"prepare", "train", "full-fit", "tune-thresholds"}, err
     assert "removed" not in err and "settings changed" not in err
     assert {p: m for p, m in _snapshot(run).items() if "/model/" in p} == models  # no fold retrained
     for k in range(3):

@@ -17,7 +17,7 @@ from kagglemlc.models.defaults import resolve_defaults
 from kagglemlc.stages import run as pipeline
 
 ALL = set(STAGES)
-FROM_TRAIN = {"train", "predict", "tune-thresholds", "submit"}
+FROM_TRAIN = {"train", "full-fit", "predict", "tune-thresholds", "submit"}
 FROM_PREDICT = {"predict", "submit"}
 FROM_THRESHOLDS = {"tune-thresholds", "submit"}
 NOTHING: set[str] = set()
@@ -85,6 +85,10 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "train.early_stopping_patience": (5, FROM_TRAIN),
     "train.group_by_length": (False, FROM_TRAIN),
     "train.seed": (1, FROM_TRAIN),
+    "train.seeds": ([1, 2], FROM_TRAIN),
+    "train.full_fit": (True, {"full-fit", "submit"}),  # a model beside the folds: they stay
+    "train.distill": ({"teacher": "teacher-run"}, FROM_TRAIN),
+    "train.pseudo_labels": ({"source": "teacher-run"}, FROM_TRAIN),
     "train.report_to": ("tensorboard", NOTHING),
     "train.tracker_project": ("my-project", NOTHING),
     "train.log_every": (5, NOTHING),
@@ -94,6 +98,7 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "thresholds.multiclass_bias": (True, FROM_THRESHOLDS),
     "submission.kind": ("probabilities", {"submit"}),
     "submission.dir": ("other-submissions", {"submit"}),
+    "submission.use": ("both", {"submit"}),
     # generation settings change what a generative model learns and answers; an encoder never reads them
     "generation.prompt": ("Labels for: {text}\nChoose from {labels}.", NOTHING),
     "generation.system": ("You label texts.", NOTHING),
@@ -135,6 +140,7 @@ def recorded(monkeypatch):
     monkeypatch.setattr("kagglemlc.stages.run._choose_defaults", resolve_defaults)
     monkeypatch.setattr("kagglemlc.stages.prepare.prepare", stage("prepare", "folds.parquet"))
     monkeypatch.setattr("kagglemlc.stages.train.train", stage("train", "oof.parquet"))
+    monkeypatch.setattr("kagglemlc.stages.train.train_full", stage("full-fit", "full/metrics.json"))
     monkeypatch.setattr("kagglemlc.stages.predict.predict", stage("predict", "test.parquet"))
     monkeypatch.setattr("kagglemlc.stages.tune_thresholds.tune_thresholds", stage("tune-thresholds", "thresholds.json"))
     monkeypatch.setattr("kagglemlc.stages.submit.submit", stage("submit", "sub.csv"))

@@ -70,40 +70,53 @@ def prepare(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> 
     run_prepare(_config(config, overrides))
 
 
-FOLD_OPT = typer.Option(None, "--fold", "-f", help="Only this fold (default: every fold in turn).", show_default=False)
-
-
-RESTART_OPT = typer.Option(
-    False,
-    "--restart",
-    help="Discard the fold's (every fold's) checkpoint, model and predictions and train from scratch; also the "
-    "way on when trained folds used other settings (they are discarded).",
-)
-
-
 @app.command()
 def train(
     config: Path = CONFIG_ARG,
     overrides: list[str] = OVERRIDES_ARG,
     fold: int | None = FOLD_OPT,
     restart: bool = RESTART_OPT,
+    full: bool = typer.Option(
+        False, "--full", help="Only the full fit (train.full_fit), once every fold is complete.", show_default=False
+    ),
 ) -> None:
     """Train one fold (or every fold): best model, OOF and test probabilities per fold; resumes after a crash.
 
     Makes the folds first when folds.parquet is absent. Settings left at `auto` (lr, head_lr, epochs, max_length
     ...) are chosen by rule and printed once. Stops, deleting nothing, when folds on disk were trained with other
-    settings (--restart discards them, or use a new output_dir)."""
+    settings (--restart discards them, or use a new output_dir). With train.seeds, each fold trains once per seed;
+    with train.full_fit, `train` (every fold) ends with one model on all rows, into full/."""
     from kagglemlc.stages.train import train as run_train
+    from kagglemlc.stages.train import train_full
 
-    run_train(_config(config, overrides), fold, restart=restart)
+    cfg = _config(config, overrides)
+    if full:
+        if fold is not None:
+            raise KaggleMLCError("--full trains the full fit, not a fold: drop --fold")
+        if not cfg.train.full_fit:
+            raise KaggleMLCError("--full: train.full_fit is off; set train.full_fit: true (or add train.full_fit=true)")
+        train_full(cfg, restart=restart)
+    else:
+        run_train(cfg, fold, restart=restart)
 
 
 @app.command()
-def predict(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG, fold: int | None = FOLD_OPT) -> None:
-    """Test-set probabilities from the saved fold models (fold{k}/test.parquet, then test.parquet)."""
+def predict(
+    config: Path = CONFIG_ARG,
+    overrides: list[str] = OVERRIDES_ARG,
+    fold: int | None = FOLD_OPT,
+    train_rows: bool = typer.Option(
+        False,
+        "--train-rows",
+        help="Each fold's models predict that fold's own training rows → fold{k}/train_rows.parquet "
+        "(what a student's train.distill reads), instead of the test rows.",
+        show_default=False,
+    ),
+) -> None:
+    """Test-set probabilities from the saved fold models (fold{k}/test.parquet, then test.parquet; also full/)."""
     from kagglemlc.stages.predict import predict as run_predict
 
-    run_predict(_config(config, overrides), fold)
+    run_predict(_config(config, overrides), fold, train_rows=train_rows)
 
 
 @app.command()

@@ -46,7 +46,7 @@ def name_problem(value: str) -> str | None:
 # Which stages' outputs each setting changes: every field is marked, and `run` fingerprints a stage from
 # exactly the settings marked for it (plus its upstream stages), so an edit redoes what it changes and nothing
 # more. "file": the setting names a file whose *content* counts, not its path. "kinds": only for these model kinds.
-STAGES = ("prepare", "train", "predict", "tune-thresholds", "submit")
+STAGES = ("prepare", "train", "full-fit", "predict", "tune-thresholds", "submit")
 
 
 def affects(*stages: str, file: bool = False, kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -58,6 +58,7 @@ def affects(*stages: str, file: bool = False, kinds: tuple[str, ...] | None = No
 NO_OUTPUT = affects()  # where to look, how fast, what to log: nothing on disk changes
 PREPARE, PREPARE_FILE = affects("prepare"), affects("prepare", file=True)
 TRAIN = affects("train")
+FULL_FIT = affects("full-fit")  # adds a model beside the folds: never invalidates them
 GENERATIVE_TRAIN = affects("train", kinds=("generative",))
 PREDICT_FILE = affects("predict", file=True)
 THRESHOLDS = affects("tune-thresholds")
@@ -158,6 +159,28 @@ class AdapterConfig(Section):
     """Trade compute for memory on large models."""
 
 
+class DistillConfig(Section):
+    teacher: ResolvedPath
+    """The teacher experiment's output_dir (the same folds.parquet as this one; `kagglemlc predict --train-rows`
+    run on it first): fold k learns from teacher fold k's predictions of fold k's training rows."""
+    weight: float = Field(0.5, ge=0, le=1)
+    """Share of the teacher in the targets: (1 - weight) · labels + weight · teacher probabilities."""
+    temperature: float = Field(1.0, gt=0)
+    """Softens the teacher's probabilities (logits divided by it) before they are mixed in; 1 = as they are."""
+
+
+class PseudoLabelsConfig(Section):
+    source: ResolvedPath
+    """The experiment whose test predictions label the added rows (the same folds.parquet as this one): fold k adds
+    the test rows with source fold k's probabilities, from a model that never saw fold k's validation rows."""
+    rows: Literal["test"] = "test"
+    """Which unlabelled rows are added: the competition's test rows."""
+    min_confidence: float = Field(0.0, ge=0, lt=1)
+    """Keep a row only when the source is this sure of every label (max(p, 1 - p); multiclass: its top class)."""
+    weight: float = Field(1.0, gt=0)
+    """Weight of a pseudo-labelled row's loss against a labelled row's (1)."""
+
+
 class TrainConfig(Section):
     epochs: Annotated[int, Field(ge=1)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
     """Passes over the fold's training rows. auto: by model kind and data size (see Defaults)."""
@@ -215,6 +238,15 @@ class TrainConfig(Section):
     """Batch rows of similar length together (less padding, faster)."""
     seed: int = Field(42, json_schema_extra=TRAIN)
     """Seed of initialisation, shuffling and dropout."""
+    seeds: list[int] | None = Field(None, json_schema_extra=TRAIN)
+    """Train every fold once per seed (fold{k}/seed{s}/); OOF and test probabilities are the seeds' mean."""
+    full_fit: bool = Field(False, json_schema_extra=FULL_FIT)
+    """After CV, one model on every training row for the steps CV chose (the folds' median best step, scaled to
+    the larger set), predicting the test set into full/; `submission.use` decides what is submitted."""
+    distill: DistillConfig | None = Field(None, json_schema_extra=TRAIN)
+    """Learn from a teacher experiment's probabilities too: {teacher: <output_dir>, weight: 0.5, temperature: 1}."""
+    pseudo_labels: PseudoLabelsConfig | None = Field(None, json_schema_extra=TRAIN)
+    """Add the test rows, labelled by another experiment: {source: <output_dir>, min_confidence: 0, weight: 1}."""
     report_to: Literal["none", "wandb", "tensorboard"] = Field("none", json_schema_extra=NO_OUTPUT)
     """Experiment tracker, through accelerate (install `kagglemlc[wandb]` or `kagglemlc[tensorboard]`)."""
     tracker_project: str | None = Field(None, json_schema_extra=NO_OUTPUT)
@@ -239,6 +271,8 @@ class SubmissionConfig(Section):
     """labels (thresholded 0/1 or class names) or probabilities (for AUC / log-loss metrics)."""
     dir: ResolvedPath | None = Field(None, json_schema_extra=SUBMIT)
     """Where submissions are written; default: ./submissions in the current directory."""
+    use: Literal["folds", "full", "both"] = Field("folds", json_schema_extra=SUBMIT)
+    """Test probabilities submitted: the folds' mean, the full fit's (train.full_fit), or the mean of the two."""
 
 
 class GenerationConfig(Section):
@@ -292,6 +326,13 @@ class Config(Section):
             raise ValueError("competition.soft_labels: soft targets come from wide label columns (label_format: wide)")
         if comp.soft_labels and self.model.kind == "generative":
             raise ValueError("competition.soft_labels: generative models answer with label names, not probabilities")
+        for key, value in (("seeds", train.seeds), ("distill", train.distill), ("pseudo_labels", train.pseudo_labels)):
+            if value is not None and self.model.kind == "generative":
+                raise ValueError(f"train.{key}: generative models answer in words, which are not averaged or mixed")
+        if train.full_fit and (train.distill is not None or train.pseudo_labels is not None):
+            raise ValueError("train.full_fit: not with distill or pseudo_labels (their targets are made per fold)")
+        if train.seeds is not None and (not train.seeds or len(set(train.seeds)) != len(train.seeds)):
+            raise ValueError(f"train.seeds: {train.seeds} repeats a seed or lists none; list each seed once")
         if self.model.kind == "generative" and self.adapter.method == "head":
             raise ValueError(
                 "adapter.method: 'head' trains a classification head; generative models use lora, qlora, ia3 or none"

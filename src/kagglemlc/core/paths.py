@@ -5,6 +5,11 @@
       competition.pkl                   the parsed competition files (a cache)
       fold{k}/  model/  checkpoint/  oof.parquet  test.parquet  metrics.json
                 oof_answers.parquet  test_answers.parquet        (model.kind: generative)
+                train_rows.parquet                               (`predict --train-rows`: for distillation)
+                seed{s}/  model/ checkpoint/ oof.parquet ...     (train.seeds: one model per seed; the fold's
+                                                                  files above are their mean)
+      full/     model/  checkpoint/  test.parquet  metrics.json  (train.full_fit: one model on every row;
+                seed{s}/ ...                                      with train.seeds, one per seed)
       zero-shot/  answers.parquet  metrics.json
     <submission.dir>/  log.csv  <name>-<time>.csv
 
@@ -20,6 +25,8 @@ CONFIG_FILE = "config.yaml"  # the resolved settings, with what each stage's out
 FOLDS_FILE = "folds.parquet"
 OOF_FILE = "oof.parquet"  # out-of-fold probabilities: per fold in fold{k}/, all rows at the top
 TEST_FILE = "test.parquet"  # test probabilities: per fold in fold{k}/, fold-averaged at the top
+TRAIN_ROWS_FILE = "train_rows.parquet"  # a fold's models on that fold's own training rows (`predict --train-rows`)
+FULL_DIR = "full"  # train.full_fit: the model(s) trained on every training row
 THRESHOLDS_FILE = "thresholds.json"
 REPORT_FILE = "report.md"
 REPORT_HTML = "report.html"  # the same report as one page, pictures inlined, next to report.md
@@ -56,10 +63,17 @@ def fold_dir(run_dir: Path, fold: int) -> Path:
     return run_dir / f"fold{fold}"
 
 
+def seed_dirs(folder: Path, seeds: list[int] | None) -> list[Path]:
+    """The folders of a fold's (or the full fit's) models: the folder itself, or one `seed{s}/` per `train.seeds`."""
+    return [folder] if seeds is None else [folder / f"seed{s}" for s in seeds]
+
+
 def fold_lock_name(fold: int) -> str:
     """The lock file one fold's training holds: folds of one experiment may train on two machines at once."""
     return f".lock-fold{fold}"
 
+
+FULL_LOCK = ".lock-full"  # the lock the full fit's training holds
 
 # a folder is written as <name>.tmp and swapped in; <name>.old is the previous one until the swap is complete
 CHECKPOINT_TMP, CHECKPOINT_OLD, MODEL_TMP = f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old", f"{MODEL_DIR}.tmp"

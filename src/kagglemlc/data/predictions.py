@@ -24,6 +24,7 @@ from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import atomic_path, write_json, write_parquet
 from kagglemlc.core.paths import (
     ANSWERS_FILE,
+    FULL_DIR,
     METRICS_FILE,
     OOF_FILE,
     TEST_ANSWERS_FILE,
@@ -98,11 +99,24 @@ def probability_frame(ids: np.ndarray, probs: np.ndarray, label_names: list[str]
     return frame
 
 
-def probability_table(ids: np.ndarray | pa.Array, probs: np.ndarray, label_names: list[str]) -> pa.Table:
-    """id (as text) + one float32 column per label: the layout of every oof/test parquet."""
+def probability_table(
+    ids: np.ndarray | pa.Array, probs: np.ndarray, label_names: list[str], made_by: dict | None = None
+) -> pa.Table:
+    """id (as text) + one float32 column per label: the layout of every oof/test parquet; `made_by` (what produced
+    the probabilities, e.g. which fold models) is kept as JSON in the file's metadata (`read_made_by`)."""
     ids = ids if isinstance(ids, pa.Array) else pa.array(np.asarray(ids).astype(str))
     columns = {name: np.asarray(probs[:, j], dtype=np.float32) for j, name in enumerate(label_names)}
-    return pa.table({"id": ids, **columns})
+    table = pa.table({"id": ids, **columns})
+    return table if made_by is None else table.replace_schema_metadata({MADE_BY: json.dumps(made_by)})
+
+
+MADE_BY = "kagglemlc.made_by"  # a probability file's metadata key: which models produced it
+
+
+def read_made_by(path: Path) -> dict:
+    """What produced a probability file (`probability_table(made_by=...)`); {} when it does not say."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata[MADE_BY.encode()]) if MADE_BY.encode() in metadata else {}
 
 
 def write_table(path: Path, table: pa.Table) -> None:
@@ -114,11 +128,21 @@ def write_table(path: Path, table: pa.Table) -> None:
         os.fsync(fh.fileno())
 
 
-def write_probabilities(path: Path, ids: np.ndarray | pa.Array, probs: np.ndarray, label_names: list[str]) -> Path:
+def write_probabilities(
+    path: Path, ids: np.ndarray | pa.Array, probs: np.ndarray, label_names: list[str], made_by: dict | None = None
+) -> Path:
     """An oof/test probability file, written atomically (`write_table` into a temporary file, then renamed)."""
     with atomic_path(path) as tmp:
-        write_table(tmp, probability_table(ids, probs, label_names))
+        write_table(tmp, probability_table(ids, probs, label_names, made_by))
     return path
+
+
+def average_files(sources: Sequence[Path], target: Path, made_by: dict | None = None) -> Path:
+    """The mean of probability files holding the same ids and labels (one model per seed) → `target`."""
+    frames = [pd.read_parquet(p) for p in sources]
+    mean = average_folds(frames)
+    names = list(mean.columns[1:])
+    return write_probabilities(target, mean["id"].to_numpy(), mean[names].to_numpy(), names, made_by)
 
 
 def average_folds(frames: Sequence[pd.DataFrame], method: str = "mean") -> pd.DataFrame:
@@ -180,11 +204,29 @@ def combine_folds(cfg: Config, data: CompetitionData) -> bool:
     return True
 
 
+def submitted_files(cfg: Config) -> list[Path]:
+    """The test probability files `submission.use` submits: test.parquet (the folds' mean), full/test.parquet (the
+    full fit's) or both, averaged."""
+    folds, full = cfg.run_dir / TEST_FILE, cfg.run_dir / FULL_DIR / TEST_FILE
+    files = {"folds": [folds], "full": [full], "both": [folds, full]}[cfg.submission.use]
+    if full in files and not full.is_file():
+        raise KaggleMLCError(
+            f"submission.use: {cfg.submission.use} needs {full}; set train.full_fit: true and run `kagglemlc train`"
+        )
+    return files
+
+
+def submitted_test(cfg: Config, ids: np.ndarray | pa.Array, label_names: list[str], hint: str) -> np.ndarray:
+    """The test probabilities `submission.use` submits (`submitted_files`), rows in the order of `ids`."""
+    arrays = [read_probs(path, ids, label_names, hint) for path in submitted_files(cfg)]
+    return arrays[0] if len(arrays) == 1 else blend(arrays)
+
+
 TEST_DIGEST = "test_sha256"  # in fold{k}/metrics.json: the content of the test file fold{k}/test.parquet predicts
 
 
-def test_is_current(cfg: Config, fold: int, digest: str) -> bool:
-    folder = fold_dir(cfg.run_dir, fold)
+def test_is_current(folder: Path, digest: str) -> bool:
+    """Whether `folder` (a fold's, a seed's or the full fit's) holds test predictions of the test file `digest`."""
     try:
         recorded = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8")).get(TEST_DIGEST)
     except (OSError, ValueError):
@@ -192,8 +234,8 @@ def test_is_current(cfg: Config, fold: int, digest: str) -> bool:
     return recorded == digest and (folder / TEST_FILE).is_file()
 
 
-def note_test_digest(cfg: Config, fold: int, digest: str) -> None:
-    path = fold_dir(cfg.run_dir, fold) / METRICS_FILE
+def note_test_digest(folder: Path, digest: str) -> None:
+    path = folder / METRICS_FILE
     if path.is_file():
         write_json(path, {**json.loads(path.read_text(encoding="utf-8")), TEST_DIGEST: digest})
 

@@ -2,7 +2,7 @@
 since the last checkpoint and never leaves a half-written folder in place.
 
     save_checkpoint(accelerator, fold_dir / CHECKPOINT_DIR, progress)     # model, optimiser, scheduler, RNG, ...
-    progress = load_checkpoint(accelerator, fold_dir, fold)               # None when there is nothing to resume
+    progress = load_checkpoint(accelerator, fold_dir, retrain_command)    # None when there is nothing to resume
     save_best(accelerator, cfg, model, tokenizer, fold_dir / MODEL_DIR)   # what `load_trained` reads back
 
 Everything goes through accelerate (`save_state` / `load_state`, `get_state_dict`), so a sharded (FSDP,
@@ -98,12 +98,12 @@ def save_checkpoint(accelerator: Accelerator, final: Path, progress: dict[str, A
     accelerator.wait_for_everyone()
 
 
-def load_checkpoint(accelerator: Accelerator, folder: Path, fold: int) -> dict[str, Any] | None:
+def load_checkpoint(accelerator: Accelerator, folder: Path, retrain: str) -> dict[str, Any] | None:
     """Restores the states saved in `folder/checkpoint` (or what a kill between two renames left in
     checkpoint.old) and returns its progress; None when there is none. Half-written folders are removed first.
 
     Raises:
-        KaggleMLCError: the checkpoint is damaged (the message says how to train the fold again).
+        KaggleMLCError: the checkpoint is damaged; the message names `retrain`, the command that trains it again.
     """
     accelerator.wait_for_everyone()  # no rank looks before the main one has removed what --restart drops
     ckpt = folder / CHECKPOINT_DIR
@@ -121,7 +121,7 @@ def load_checkpoint(accelerator: Accelerator, folder: Path, fold: int) -> dict[s
     except Exception as exc:  # a truncated or corrupted checkpoint: safetensors, torch.load, json all land here
         raise KaggleMLCError(
             f"{ckpt}: checkpoint is unreadable ({exc if isinstance(exc, _Damaged) else type(exc).__name__}); "
-            f"`kagglemlc train --fold {fold} --restart` trains fold {fold} again from scratch"
+            f"`{retrain}` trains it again from scratch"
         ) from None
 
 

@@ -122,7 +122,7 @@ def train_while_improving(
     t: TrainConfig,
     total_steps: int,
     seed: int,
-    fold: int,
+    name: str,
 ) -> Iterator[Point]:
     """Trains from where `state` stands, updating it, and yields a `Point` at every evaluation (each epoch's end, or
     every `t.eval_every` steps, and the last step) and every `t.checkpoint_every` steps between them. Stops after
@@ -130,11 +130,11 @@ def train_while_improving(
 
     Args:
         lengths: the token count of every training-file row; rows: the rows this fold trains on.
-        seed: the batches' shuffling seed; fold: the fold the progress bar and log lines name.
+        seed: the batches' shuffling seed; name: what the progress bar and log lines call the run ("fold 0").
     """
     world = accelerator.num_processes
     bar = Progress(
-        TextColumn(f"fold {fold}"),
+        TextColumn(name),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} steps"),
         TextColumn("{task.fields[status]}"),
@@ -144,7 +144,7 @@ def train_while_improving(
     )
     # without a terminal (a notebook cell, a log file) the bar is off: plain lines instead
     lines = ProgressLog(
-        fold, total_steps, state.step, t.log_every_seconds, accelerator.is_main_process and not stderr.is_terminal
+        name, total_steps, state.step, t.log_every_seconds, accelerator.is_main_process and not stderr.is_terminal
     )
     tracked = StepLog(accelerator, t.log_every)
     if state.stopped_early or state.step >= total_steps:

@@ -91,20 +91,20 @@ class ProgressLog:
     """A plain progress line at most every `every_seconds`, for output that is not a terminal (where the
     rich bar is off): a notebook cell running `!kagglemlc train`, a log file.
 
-        lines = ProgressLog(fold=0, total_steps=400, start_step=0, every_seconds=30, enabled=True)
+        lines = ProgressLog(name="fold 0", total_steps=400, start_step=0, every_seconds=30, enabled=True)
         lines.maybe_log(step, loss, samples_per_s)   # after every optimiser step
     """
 
     def __init__(
         self,
-        fold: int,
+        name: str,
         total_steps: int,
         start_step: int,
         every_seconds: float,
         enabled: bool,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.fold, self.total_steps, self.start_step = fold, total_steps, start_step
+        self.name, self.total_steps, self.start_step = name, total_steps, start_step
         self.every_seconds, self.enabled, self.clock = every_seconds, enabled, clock
         self.started = self.last = clock()
 
@@ -117,7 +117,7 @@ class ProgressLog:
         per_step = (now - self.started) / max(step - self.start_step, 1)
         eta = _duration(per_step * (self.total_steps - step))
         info(
-            f"fold {self.fold} step {step}/{self.total_steps}: loss {loss:.4f} {samples_per_s:.0f} samples/s ETA {eta}"
+            f"{self.name} step {step}/{self.total_steps}: loss {loss:.4f} {samples_per_s:.0f} samples/s ETA {eta}"
         )
 
 

@@ -1,7 +1,8 @@
 """Losses, a dict lookup on `train.loss`, with class weights from the fold's training rows.
 
     loss_fn = build_loss(cfg.train, task="multilabel", y_train=y[train_idx])
-    loss = loss_fn(logits, targets)          # targets: (n, L) float 0/1, or class indices for multiclass
+    loss = loss_fn(logits, targets)          # targets: (n, L) float 0/1 (or soft), one-hot for multiclass
+    loss = loss_fn(logits, targets, weights) # weights: (n,) per-row loss weights (pseudo-labelled rows)
 
 Multilabel / binary: bce, focal, asl (asymmetric loss, Ridnik et al. 2021). Multiclass: ce.
 `class_weights`: none | balanced (pos_weight = negatives / positives per label) | sqrt (its square root).
@@ -17,7 +18,15 @@ import torch.nn.functional as F
 
 from kagglemlc.config import TrainConfig
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+"""(logits, targets, row weights or None) → the loss: the mean of the per-row losses, each times its row's weight."""
+
+
+def _weighted(per_element: torch.Tensor, row_weights: torch.Tensor | None) -> torch.Tensor:
+    """The mean loss; with row weights, the mean over rows of (row's mean over labels × its weight)."""
+    if row_weights is None:
+        return per_element.mean()
+    return (per_element.mean(dim=1) * row_weights.to(per_element.device)).mean()
 
 
 def class_weights(y_train: np.ndarray, task: str, mode: str) -> torch.Tensor | None:
@@ -37,44 +46,52 @@ def class_weights(y_train: np.ndarray, task: str, mode: str) -> torch.Tensor | N
 
 
 def _bce(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> LossFn:
-    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(logits: torch.Tensor, targets: torch.Tensor, row_weights: torch.Tensor | None = None) -> torch.Tensor:
         pos_weight = None if weights is None else weights.to(logits.device)
-        return F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=pos_weight)
+        if row_weights is None:
+            return F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=pos_weight)
+        bce = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=pos_weight, reduction="none")
+        return _weighted(bce, row_weights)
 
     return loss
 
 
 def _focal(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> LossFn:
-    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(logits: torch.Tensor, targets: torch.Tensor, row_weights: torch.Tensor | None = None) -> torch.Tensor:
         logits = logits.float()
         pos_weight = None if weights is None else weights.to(logits.device)
         bce = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight, reduction="none")
         p = torch.sigmoid(logits)
         p_t = p * targets + (1 - p) * (1 - targets)
-        return ((1 - p_t) ** cfg.focal_gamma * bce).mean()
+        return _weighted((1 - p_t) ** cfg.focal_gamma * bce, row_weights)
 
     return loss
 
 
 def _asl(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> LossFn:
-    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(logits: torch.Tensor, targets: torch.Tensor, row_weights: torch.Tensor | None = None) -> torch.Tensor:
         p = torch.sigmoid(logits.float())
         p_neg = (p - cfg.asl_clip).clamp(min=0) if cfg.asl_clip > 0 else p  # shift easy negatives to zero loss
         loss_pos = targets * torch.log(p.clamp(min=1e-8)) * (1 - p) ** cfg.asl_gamma_pos
         loss_neg = (1 - targets) * torch.log((1 - p_neg).clamp(min=1e-8)) * p_neg**cfg.asl_gamma_neg
         if weights is not None:
             loss_pos = loss_pos * weights.to(logits.device)
-        return -(loss_pos + loss_neg).mean()
+        return -_weighted(loss_pos + loss_neg, row_weights)
 
     return loss
 
 
 def _ce(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> LossFn:
-    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(logits: torch.Tensor, targets: torch.Tensor, row_weights: torch.Tensor | None = None) -> torch.Tensor:
         weight = None if weights is None else weights.to(logits.device)
         # one-hot targets as class indices; soft targets (rows of probabilities) as they are
         target = targets if soft else targets.argmax(dim=1)
-        return F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)
+        if row_weights is None:
+            return F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)
+        per_row = F.cross_entropy(
+            logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing, reduction="none"
+        )
+        return _weighted(per_row[:, None], row_weights)
 
     return loss
 

@@ -40,7 +40,7 @@ from kagglemlc.core.parallel import workers
 from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, TEST_FILE
 from kagglemlc.data.competition import arrow_ids, cached_competition
 from kagglemlc.data.folds import fold_of_rows, read_folds, same_ids
-from kagglemlc.data.predictions import probability_table, read_probs, write_table
+from kagglemlc.data.predictions import probability_table, read_probs, submitted_files, submitted_test, write_table
 from kagglemlc.data.thresholds import cv_before_after, threshold_report, write_thresholds
 from kagglemlc.scoring.blend import METHODS, blend32, fit_weights, to_blend_space
 from kagglemlc.scoring.cuts import cut_objective
@@ -144,14 +144,15 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
         names = data.label_names
         train_ids, test_ids = data.ids("train"), data.ids("test")
         files = {"oof": [c.run_dir / OOF_FILE for c in cfgs]}
-        files |= {} if test_ids is None else {"test": [c.run_dir / TEST_FILE for c in cfgs]}
+        files |= {} if test_ids is None else {"test": [f for c in cfgs for f in submitted_files(c)]}
         missing = [f for f in (*files["oof"], *files.get("test", [])) if not f.is_file()]
         if missing:
             raise KaggleMLCError(f"{missing[0]} not found; {hint}")
         oofs = list(pool.map(lambda f: read_probs(f, train_ids, names, hint, unique=True), files["oof"]))
         # what the weight search does not need is read and computed while it runs (its threads leave the cores
         # partly idle: many small numpy calls)
-        reading = [pool.submit(read_probs, f, test_ids, names, hint, unique=True) for f in files.get("test", [])]
+        # each member's test probabilities as it would submit them (`submission.use`: folds, full fit or both)
+        reading = [pool.submit(submitted_test, c, test_ids, names, hint) for c in cfgs] if test_ids is not None else []
         scoring = [pool.submit(cv_before_after, first, data, o, c.run_dir) for c, o in zip(cfgs, oofs, strict=True)]
 
         th = first.thresholds

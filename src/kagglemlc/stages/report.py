@@ -28,6 +28,7 @@ from kagglemlc.config import Config, load_config
 from kagglemlc.core.console import info, warn
 from kagglemlc.core.files import write_text
 from kagglemlc.core.paths import (
+    FULL_DIR,
     METRICS_FILE,
     OOF_FILE,
     REPORT_FILE,
@@ -37,10 +38,11 @@ from kagglemlc.core.paths import (
     fold_dir,
 )
 from kagglemlc.data.competition import CompetitionData, load_competition
+from kagglemlc.data.folds import fold_of_rows
 from kagglemlc.data.predictions import read_probs
 from kagglemlc.data.submissions import read_log
 from kagglemlc.data.thresholds import read_thresholds
-from kagglemlc.scoring.cuts import apply_cuts, evaluate, untuned
+from kagglemlc.scoring.cuts import apply_cuts, evaluate, fit_cuts, untuned
 from kagglemlc.scoring.metrics import f1_counts, score
 from kagglemlc.views.formats import number
 from kagglemlc.views.html import write_html
@@ -177,6 +179,36 @@ def scored_submissions(cfgs: Sequence[Config], experiments: Sequence[dict[str, A
     return points
 
 
+def _seeds(cfg: Config, data: CompetitionData) -> list[dict[str, Any]] | None:
+    """With `train.seeds`: each seed's CV (its models' out-of-fold probabilities pooled over the folds, at 0.5 and
+    with thresholds tuned as `tune-thresholds` tunes them); None without seeds or before every fold is trained."""
+    if cfg.train.seeds is None:
+        return None
+    th, ids = cfg.thresholds, data.train_ids
+    fold = fold_of_rows(cfg.run_dir, ids)
+    rows = []
+    for seed in cfg.train.seeds:
+        paths = [fold_dir(cfg.run_dir, k) / f"seed{seed}" / OOF_FILE for k in range(cfg.cv.folds)]
+        if not all(p.is_file() for p in paths):
+            return None
+        probs = np.empty(data.y.shape, dtype=np.float32)
+        for k, path in enumerate(paths):
+            probs[fold == k] = read_probs(path, ids[fold == k], data.label_names, "rerun `kagglemlc train`")
+        at_half = evaluate(data.y, probs, data.task, cfg.competition.metric, untuned(data.task, data.y.shape[1]))
+        tuned = fit_cuts(data.y, probs, data.task, cfg.competition.metric, th.strategy, th.value, th.multiclass_bias)
+        rows.append({"seed": seed, "at_0.5": number(at_half), "tuned": number(tuned[1])})
+    return rows
+
+
+def _full_fit(cfg: Config) -> dict[str, Any] | None:
+    """The full fit's rows, steps and how they were chosen (full/metrics.json); None without one."""
+    metrics = _read_json(cfg.run_dir / FULL_DIR / METRICS_FILE)
+    if metrics is None:
+        return None
+    keys = ("train_rows", "steps", "chosen", "wall_seconds")
+    return {key: metrics.get(key) for key in keys} | {"submission_use": cfg.submission.use}
+
+
 def experiment_summary(cfg: Config) -> dict[str, Any]:
     """Everything the report's tables show about one experiment, as plain data (JSON-ready)."""
     data = load_competition(cfg.competition, with_test=False)
@@ -200,6 +232,8 @@ def experiment_summary(cfg: Config) -> dict[str, Any]:
         "public_score": _public_score(cfg),
         **_folds(cfg, list(_fold_metrics(cfg).values())),
         "labels": labels,
+        "seeds": _seeds(cfg, data),
+        "full_fit": _full_fit(cfg),
     }
     return summary | {"zero_shot": _zero_shot(cfg, data, probs, summary)}
 

@@ -1,4 +1,4 @@
-"""`kagglemlc run`: prepare → train every fold → predict → tune-thresholds → submit, skipping what is current.
+"""`kagglemlc run`: prepare → train every fold → full fit → predict → tune-thresholds → submit, skipping what is done.
 
     kagglemlc run configs/demo.yaml             # a rerun after a crash or an edit does only what changed
     kagglemlc run configs/demo.yaml --upload    # ... and sends the submission to Kaggle
@@ -22,7 +22,15 @@ from typing import Any
 from kagglemlc.config import STAGES, Config
 from kagglemlc.core.console import info
 from kagglemlc.core.files import experiment_lock, write_json
-from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, STAGES_FILE, TEST_FILE, THRESHOLDS_FILE
+from kagglemlc.core.paths import (
+    FOLDS_FILE,
+    FULL_DIR,
+    METRICS_FILE,
+    OOF_FILE,
+    STAGES_FILE,
+    TEST_FILE,
+    THRESHOLDS_FILE,
+)
 from kagglemlc.data.competition import cached_competition
 from kagglemlc.data.experiment import guard_trained, stage_settings
 from kagglemlc.models.defaults import apply_defaults
@@ -38,9 +46,10 @@ from kagglemlc.stages import (  # the stages it chains (by module: tests replace
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "prepare": (),
     "train": ("prepare",),
+    "full-fit": ("train",),
     "predict": ("train",),
     "tune-thresholds": ("train",),
-    "submit": ("predict", "tune-thresholds"),
+    "submit": ("full-fit", "predict", "tune-thresholds"),
 }
 
 
@@ -67,6 +76,7 @@ def _outputs(cfg: Config, stage: str) -> list[Path]:
     return {
         "prepare": [run / FOLDS_FILE],
         "train": [run / OOF_FILE],
+        "full-fit": [run / FULL_DIR / METRICS_FILE] if cfg.train.full_fit else [],
         "predict": [run / TEST_FILE] if cfg.competition.test else [],
         "tune-thresholds": [run / THRESHOLDS_FILE],
         "submit": [],
@@ -115,7 +125,8 @@ def _run_stages(
         _forget(cfg, "train")
     prints = fingerprints(cfg)
     _stage(cfg, "prepare", prints, lambda: prepare.prepare(cfg))
-    _stage(cfg, "train", prints, lambda: train.train(cfg, on_evaluate=on_evaluate))
+    _stage(cfg, "train", prints, lambda: train.train(cfg, on_evaluate=on_evaluate, full_fit=False))
+    _stage(cfg, "full-fit", prints, lambda: train.train_full(cfg))  # nothing to do unless train.full_fit
     if cfg.competition.test is not None:
         # training predicted the test set with every fold's best model; a new test file needs only this
         _stage(cfg, "predict", prints, lambda: predict.predict(cfg, only_stale=True))

@@ -31,9 +31,9 @@ from kagglemlc.config import CompetitionConfig, Config
 from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import atomic_path, write_csv
-from kagglemlc.core.paths import LOG_FILE, TEST_FILE
+from kagglemlc.core.paths import LOG_FILE
 from kagglemlc.data.competition import CompetitionData, cached_competition
-from kagglemlc.data.predictions import read_probs
+from kagglemlc.data.predictions import submitted_test
 from kagglemlc.data.submissions import journal, log_lock, new_submission_path, read_log, write_log
 from kagglemlc.data.thresholds import read_thresholds, tuned_cv
 from kagglemlc.scoring.cuts import apply_cuts
@@ -82,7 +82,7 @@ def submission_frame(cfg: Config, data: CompetitionData) -> tuple[pd.DataFrame, 
         raise KaggleMLCError(f"{comp.sample_submission}: no id column '{comp.id_column}' (competition.id_column)")
     targets = [c for c in sample.columns if c != comp.id_column]
     ids = sample[comp.id_column].to_numpy(dtype=object)
-    probs = read_probs(cfg.run_dir / TEST_FILE, ids, names, "run `kagglemlc train` (or `predict`) first")
+    probs = submitted_test(cfg, ids, names, "run `kagglemlc train` (or `predict`) first")
     wide = sorted(targets) == sorted(names)
     if not wide and (len(targets) != 1 or data.task == "binary" or cfg.submission.kind == "probabilities"):
         need = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,9 +11,9 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase
 
 from kagglemlc.config import Config
-from kagglemlc.core.paths import fold_dir
 from kagglemlc.data.competition import CompetitionData
 from kagglemlc.data.predictions import write_predictions
+from kagglemlc.data.teachers import Teaching
 from kagglemlc.tasks.base import Predictions, Task
 from kagglemlc.tasks.classify import ClassifierTask
 from kagglemlc.tasks.generate import GenerativeTask
@@ -26,22 +27,24 @@ def make_task(
     data: CompetitionData,
     train_rows: np.ndarray | None = None,
     n_outputs: int | None = None,
+    taught: Teaching | None = None,
 ) -> Task:
     """The task of `model.kind`: generative models answer in words, every other kind has a classifier head.
 
     Args:
         train_rows: the rows the model trains on (class weights of the loss come from them); all by default.
         n_outputs: the model's number of outputs (the label targets are cut to it); all labels by default.
+        taught: a teacher's targets and pseudo-labelled rows (`data.teachers`; classifiers only).
     """
     if cfg.model.kind == "generative":
         return GenerativeTask(cfg, tokenizer, data)
-    return ClassifierTask(cfg, tokenizer, data, train_rows, n_outputs)
+    return ClassifierTask(cfg, tokenizer, data, train_rows, n_outputs, taught)
 
 
 def predict_test(
-    task: Task, model: torch.nn.Module, cfg: Config, data: CompetitionData, accelerator: Accelerator, fold: int
+    task: Task, model: torch.nn.Module, cfg: Config, data: CompetitionData, accelerator: Accelerator, folder: Path
 ) -> dict[str, Any]:
-    """One fold's model on the test rows → fold{k}/test.parquet (and test_answers.parquet); the main process writes.
+    """One model on the test rows → folder/test.parquet (and test_answers.parquet); the main process writes.
 
     Returns:
         the task's summary of the test predictions ({} without a test file).
@@ -51,6 +54,5 @@ def predict_test(
     rows = np.arange(len(data.test_texts))
     predicted = task.predict(model, "test", rows, accelerator, cfg.train.eval_batch_size)
     if accelerator.is_main_process:
-        folder = fold_dir(cfg.run_dir, fold)
         write_predictions(folder, "test", data.test_ids, predicted.probs, data.label_names, predicted.answers)
     return task.summary(predicted)

@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizerBase
 
 from kagglemlc.config import Config
 from kagglemlc.data.competition import CompetitionData
+from kagglemlc.data.teachers import Teaching
 from kagglemlc.engine.batching import Encodings, collate, tokenize
 from kagglemlc.engine.inference import predict_probs
 from kagglemlc.models.losses import build_loss
@@ -33,18 +34,24 @@ class ClassifierTask:
         data: CompetitionData,
         train_rows: np.ndarray | None = None,
         n_outputs: int | None = None,
+        taught: Teaching | None = None,
     ):
         self.cfg, self.tokenizer, self.data = cfg, tokenizer, data
         n_outputs = n_outputs or data.y.shape[1]
-        self.targets = torch.as_tensor(data.targets[:, :n_outputs], dtype=torch.float32)  # soft ones if any
-        rows = np.arange(len(data.y)) if train_rows is None else train_rows
-        self.loss_fn = build_loss(cfg.train, data.task, data.y[rows], soft=data.soft is not None)
+        targets = data.targets if taught is None else taught.targets  # soft ones if any
+        self.targets = torch.as_tensor(targets[:, :n_outputs], dtype=torch.float32)
+        self.extra_texts = [] if taught is None else taught.texts  # training rows after the train file's
+        weights = None if taught is None else taught.weights
+        self.row_weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        rows = np.arange(len(data.y)) if train_rows is None else train_rows[train_rows < len(data.y)]
+        soft = data.soft is not None or taught is not None
+        self.loss_fn = build_loss(cfg.train, data.task, data.y[rows], soft=soft)
         self._enc: dict[str, Encodings] = {}
 
     def encodings(self, split: str) -> Encodings:
         """Token ids of every train or test row (tokenised on first use)."""
         if split not in self._enc:
-            texts = self.data.train_texts if split == "train" else self.data.test_texts
+            texts = self.data.train_texts + self.extra_texts if split == "train" else self.data.test_texts
             m = self.cfg.model
             self._enc[split] = tokenize(
                 self.tokenizer, texts or [], m.max_length, truncation=m.truncation, head_fraction=m.head_fraction
@@ -56,7 +63,8 @@ class ClassifierTask:
 
     def loss(self, model: torch.nn.Module, rows: np.ndarray, device: torch.device, pad_to: int | None) -> torch.Tensor:
         batch = {k: v.to(device) for k, v in collate(self.encodings("train"), rows, pad_to).items()}
-        return self.loss_fn(model(**batch).logits, self.targets[rows].to(device))
+        weights = None if self.row_weights is None else self.row_weights[rows]
+        return self.loss_fn(model(**batch).logits, self.targets[rows].to(device), weights)
 
     def predict(
         self, model: torch.nn.Module, split: str, rows: np.ndarray, accelerator: Accelerator, batch_size: int
@@ -64,11 +72,15 @@ class ClassifierTask:
         return Predictions(predict_probs(model, self.encodings(split), rows, accelerator, batch_size, self.data.task))
 
     def selection_metric(self, y: np.ndarray, predicted: Predictions) -> float:
-        metric = self.cfg.competition.metric
-        return fit_cuts(y, predicted.probs, self.data.task, metric, "per_label", 0.5, False)[1]
+        return tuned_metric(self.cfg, self.data.task, y, predicted.probs)
 
     def summary(self, predicted: Predictions) -> dict[str, Any]:
         return {}
 
     def describe(self, entry: dict[str, Any]) -> str:
         return "tuned"
+
+
+def tuned_metric(cfg: Config, task: str, y: np.ndarray, probs: np.ndarray) -> float:
+    """The competition metric of `probs` with per-label thresholds tuned on them: what chooses checkpoints."""
+    return fit_cuts(y, probs, task, cfg.competition.metric, "per_label", 0.5, False)[1]

@@ -79,6 +79,23 @@ def _notes(e: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _seed_rows(e: dict[str, Any]) -> list[dict[str, str]]:
+    """`train.seeds`: each seed's CV, then the CV of their averaged probabilities (the experiment's)."""
+    rows = [(f"seed {r['seed']}", r["at_0.5"], r["tuned"]) for r in e["seeds"]]
+    rows.append(("seeds averaged", e["cv"]["at_0.5"], e["cv"]["tuned"]))
+    return [{"models": name, "CV @0.5": fmt(half), "CV tuned": fmt(tuned)} for name, half, tuned in rows]
+
+
+def _full_fit_note(e: dict[str, Any]) -> str:
+    full = e["full_fit"]
+    chosen = full.get("chosen") or {}
+    return (
+        f"Full fit: {count(full['train_rows'])} rows, {full['steps']} steps (the folds' median best step "
+        f"{fmt(chosen.get('median'), '.0f')} × {fmt(chosen.get('scale'), '.3f')}), {duration(full['wall_seconds'])}; "
+        f"submission.use: {full['submission_use']}."
+    )
+
+
 def _markdown_table(rows: list[dict[str, str]], align: str) -> list[str]:
     """A markdown table; `align` has one letter per column: l(eft) or r(ight)."""
     rule = ["---:" if a == "r" else "---" for a in align]
@@ -99,6 +116,10 @@ def render_markdown(result: dict[str, Any], plots: dict[str, Path], folder: Path
             notes = notes[1:]
         for note in notes:
             lines += [note, ""]
+        if e.get("seeds"):
+            lines += [f"### {e['name']}: seeds", ""] + _markdown_table(_seed_rows(e), "lrr") + [""]
+        if e.get("full_fit"):
+            lines += [_full_fit_note(e), ""]
     for title, path in plots.items():
         lines += [f"## {title}", "", f"![{title}]({path.relative_to(folder).as_posix()})", ""]
     return "\n".join(lines)
@@ -191,6 +212,11 @@ def report_sections(
             images.append(learning_curves(folds, curves, metric_name=e["metric"], title=f"{e['name']}: folds"))
         tables = [_label_rows(e)] if e["labels"] else []
         sections.append(Section(e["name"], paragraphs=_notes(e), images=images, tables=tables))
+        if e.get("seeds") or e.get("full_fit"):
+            about = ["Each seed's models alone (pooled out-of-fold), then their average: the experiment's CV."]
+            paragraphs = (about if e.get("seeds") else []) + ([_full_fit_note(e)] if e.get("full_fit") else [])
+            seeds = [_seed_rows(e)] if e.get("seeds") else []
+            sections.append(Section(f"{e['name']}: seeds and full fit", paragraphs=paragraphs, tables=seeds))
         if e["zero_shot"]:
             sections.append(_zero_shot_section(e, folder / f"{stem}-{i}-zero-shot.png"))
     return sections
