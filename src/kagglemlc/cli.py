@@ -70,6 +70,17 @@ def prepare(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> 
     run_prepare(_config(config, overrides))
 
 
+FOLD_OPT = typer.Option(None, "--fold", "-f", help="Only this fold (default: every fold in turn).", show_default=False)
+
+
+RESTART_OPT = typer.Option(
+    False,
+    "--restart",
+    help="Discard the fold's (every fold's) checkpoint, model and predictions and train from scratch; also the "
+    "way on when trained folds used other settings (they are discarded).",
+)
+
+
 @app.command()
 def train(
     config: Path = CONFIG_ARG,
