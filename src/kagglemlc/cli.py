@@ -70,6 +70,19 @@ def prepare(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> 
     run_prepare(_config(config, overrides))
 
 
+@app.command()
+def download(
+    configs: list[Path] = typer.Argument(
+        None, help="Experiment YAMLs (default: ./kagglemlc.yaml).", show_default=False
+    ),
+) -> None:
+    """Fetch every config's model from the Hugging Face Hub (model.revision, into model.cache_dir) ahead of an
+    offline run; local folders and minilm need nothing."""
+    from kagglemlc.stages.download import download as run_download
+
+    run_download([load_config(config) for config in configs or [DEFAULT_CONFIG]])
+
+
 FOLD_OPT = typer.Option(None, "--fold", "-f", help="Only this fold (default: every fold in turn).", show_default=False)
 
 

