@@ -343,3 +343,19 @@ def test_local_folders_and_the_bundled_model_send_nothing(hub, tmp_path, cli):
     assert code == 0, err
     assert err.count("a local folder, nothing to download") == 2
     assert hub.requests == []
+
+
+def test_a_moved_main_never_puts_trained_folds_on_another_base(hub, tmp_path, cli):
+    """main moves to another commit after fold 0 trained: fold 1 and predict keep the commit fold 0 was trained on."""
+    config = _config(tmp_path)
+    assert cli("train", config, "--fold", "0")[0] == 0
+    hub.repos[REPO].refs.update({"main": V1, "old": MAIN})  # a new main; the old commit stays reachable
+    hub_snapshot.cache_clear()  # a new process
+    code, _, err = cli("train", config, "--fold", "1")
+    assert code == 0, err
+    hub_snapshot.cache_clear()
+    code, _, err = cli("predict", config)
+    assert code == 0, err
+    run = tmp_path / "comp" / "run"
+    assert yaml.safe_load((run / CONFIG_FILE).read_text())["meta"]["model_commit"] == MAIN
+    assert not (_repo_cache(tmp_path) / "snapshots" / V1).exists()  # the new main was never fetched

@@ -121,7 +121,8 @@ class CVConfig(Section):
 
 class ModelConfig(Section):
     name: str = Field("minilm", json_schema_extra=TRAIN)
-    """A local path, a hub id already in the local cache, or the bundled alias `minilm`."""
+    """A local folder, a Hugging Face Hub id (downloaded into the cache unless offline; see model.revision), or the
+    bundled alias `minilm`."""
     kind: Literal["encoder", "decoder", "generative"] = Field("encoder", json_schema_extra=TRAIN)
     """encoder (classification head), decoder (LLM + classification head), generative (text out, parsed)."""
     max_length: Annotated[int, Field(ge=8)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
@@ -133,9 +134,11 @@ class ModelConfig(Section):
     revision: str | None = Field(None, json_schema_extra=TRAIN)
     """Hub id only: the branch, tag or commit to use (default: main); the commit used is recorded in config.yaml."""
     offline: bool = Field(False, json_schema_extra=NO_OUTPUT)
-    """Never download: read a hub id from the cache only (as HF_HUB_OFFLINE=1 does)."""
+    """Never download: read a hub id from the cache only (as HF_HUB_OFFLINE=1 does); `kagglemlc download` fills the
+    cache beforehand."""
     cache_dir: ResolvedPath | None = Field(None, json_schema_extra=NO_OUTPUT)
-    """Hugging Face cache that hub models are downloaded into and read from (default: $HF_HOME / the usual one)."""
+    """Hugging Face cache that hub models are downloaded into and read from (default: huggingface_hub's,
+    $HF_HUB_CACHE or $HF_HOME/hub)."""
     trust_remote_code: bool = Field(False, json_schema_extra=TRAIN)
     """Run Python code shipped with the model. Off unless you trust the model's source."""
 

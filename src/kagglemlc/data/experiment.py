@@ -74,6 +74,18 @@ def record_settings(cfg: Config) -> Path:
     return save_resolved(cfg, stages=stage_settings(cfg))
 
 
+def trained_commit(cfg: Config) -> str | None:
+    """The hub commit the experiment's trained folds were trained on (config.yaml's meta.model_commit), when there
+    are trained folds of this model."""
+    try:
+        raw = yaml.safe_load((cfg.run_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    same_model = isinstance(raw, dict) and (raw.get("model") or {}).get("name") == cfg.model.name
+    commit = (raw.get("meta") or {}).get("model_commit") if same_model else None
+    return commit if commit and trained_folds(cfg.run_dir) else None
+
+
 def recorded_settings(run_dir: Path) -> dict[str, dict[str, Any]] | None:
     """The stage settings `config.yaml` recorded (None when there is no record)."""
     try:

@@ -97,15 +97,20 @@ def local_model_path(cfg: Config) -> str | None:
     return None
 
 
-def resolve_model_path(cfg: Config) -> str:
+def resolve_model_path(cfg: Config, trained_on: str | None = None) -> str:
     """The folder from_pretrained reads for `model.name`: a local one, or a hub id's snapshot in the Hugging Face
-    cache (downloaded unless `model.offline` or HF_HUB_OFFLINE=1), whose commit is recorded in `cfg.meta`."""
+    cache (downloaded unless `model.offline` or HF_HUB_OFFLINE=1), whose commit is recorded in `cfg.meta`.
+    `trained_on`: the commit the experiment's models were trained on, used when `model.revision` is unset (so a
+    moved `main` never puts trained adapters and heads on another base)."""
     local = local_model_path(cfg)
     if local is not None:
         return local
     m = cfg.model
-    snapshot = hub_snapshot(m.name, m.revision, m.cache_dir, offline=m.offline or hub_offline())
-    cfg.meta["model_commit"] = snapshot.commit  # save_resolved writes it into config.yaml
+    # once resolved, every later build of this config (tokenizer, each fold's model) reads the same commit
+    resolved = cfg.meta.get("model_commit") if cfg.meta.get("model_commit_of") == m.name else None
+    revision = m.revision or trained_on or resolved
+    snapshot = hub_snapshot(m.name, revision, m.cache_dir, offline=m.offline or hub_offline())
+    cfg.meta["model_commit"], cfg.meta["model_commit_of"] = snapshot.commit, m.name  # into config.yaml
     return snapshot.folder
 
 

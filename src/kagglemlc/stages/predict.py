@@ -16,7 +16,7 @@ from kagglemlc.core.console import info, is_main_process
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.paths import FULL_DIR, METRICS_FILE, MODEL_DIR, TEST_FILE, TRAIN_ROWS_FILE, fold_dir, seed_dirs
 from kagglemlc.data.competition import load_competition
-from kagglemlc.data.experiment import content_digest, guard_trained, record_settings
+from kagglemlc.data.experiment import content_digest, guard_trained, record_settings, trained_commit
 from kagglemlc.data.folds import fold_of_rows
 from kagglemlc.data.predictions import (
     average_files,
@@ -26,7 +26,7 @@ from kagglemlc.data.predictions import (
     write_probabilities,
 )
 from kagglemlc.engine.accelerator import make_accelerator
-from kagglemlc.models.build import build_tokenizer, load_trained
+from kagglemlc.models.build import build_tokenizer, load_trained, resolve_model_path
 from kagglemlc.models.defaults import apply_defaults
 from kagglemlc.tasks import make_task, predict_test
 
@@ -43,6 +43,7 @@ def predict(cfg: Config, fold: int | None = None, only_stale: bool = False, trai
     if data.test_texts is None and not train_rows:
         raise KaggleMLCError("competition.test is not set: there is nothing to predict")
     fold_of_row = fold_of_rows(cfg.run_dir, data.train_ids)
+    resolve_model_path(cfg, trained_commit(cfg))  # a hub id: the commit the folds were trained on
     apply_defaults(cfg, data.train_texts)  # the `auto` settings as training chose them
     if is_main_process():
         guard_trained(cfg)  # the saved models must be the config's: the same text column, max_length, ...

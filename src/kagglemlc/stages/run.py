@@ -32,7 +32,8 @@ from kagglemlc.core.paths import (
     THRESHOLDS_FILE,
 )
 from kagglemlc.data.competition import cached_competition
-from kagglemlc.data.experiment import guard_trained, stage_settings
+from kagglemlc.data.experiment import guard_trained, stage_settings, trained_commit
+from kagglemlc.models.build import resolve_model_path
 from kagglemlc.models.defaults import apply_defaults
 from kagglemlc.stages import (  # the stages it chains (by module: tests replace them)
     predict,
@@ -139,6 +140,7 @@ def _run_stages(
 
 def _choose_defaults(cfg: Config) -> None:
     """Every `auto` setting resolved (max_length from the training texts), before anything is fingerprinted."""
+    resolve_model_path(cfg, trained_commit(cfg))  # a hub id: the commit trained folds used, else the latest
     with cached_competition(cfg.competition, cfg.run_dir, with_test=False) as data:
         apply_defaults(cfg, data.train_texts)
 

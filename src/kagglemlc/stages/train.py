@@ -47,7 +47,7 @@ from kagglemlc.core.paths import (
     seed_dirs,
 )
 from kagglemlc.data.competition import CompetitionData, load_competition
-from kagglemlc.data.experiment import content_digest, guard_trained, record_settings
+from kagglemlc.data.experiment import content_digest, guard_trained, record_settings, trained_commit
 from kagglemlc.data.folds import ensure_folds, fold_of_rows
 from kagglemlc.data.predictions import (
     TEST_DIGEST,
@@ -74,6 +74,7 @@ from kagglemlc.models.build import (
     build_tokenizer,
     count_parameters,
     load_trained,
+    resolve_model_path,
 )
 from kagglemlc.models.defaults import apply_defaults, resolve_defaults
 from kagglemlc.models.precision import resolve_precision
@@ -322,6 +323,8 @@ def train(
     if fold is not None and not 0 <= fold < cfg.cv.folds:
         raise KaggleMLCError(f"--fold {fold}: cv.folds is {cfg.cv.folds}, so folds are 0..{cfg.cv.folds - 1}")
     data = load_competition(cfg.competition)
+    # a hub id is downloaded now (the commit the trained folds used, if any), its commit recorded in config.yaml
+    resolve_model_path(cfg, None if restart else trained_commit(cfg))
     apply_defaults(cfg, data.train_texts)  # every process: the settings must be the same on every rank
     if is_main_process():
         discarded = guard_trained(cfg, restart)
