@@ -20,7 +20,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import f1_score, roc_auc_score
 
 from conftest import LABELS, make_competition, toy_frame
 from kagglemlc.config import load_config
@@ -293,8 +293,23 @@ def test_run_chain_with_thresholds_and_a_blend_with_an_encoder(tmp_path, cli, ch
     assert len(subs) == 1 and len(pd.read_csv(subs[0])) == 20
     code, out, err = cli("report", gen_cfg, "--json")
     assert code == 0, err
-    answers = json.loads(out)["experiments"][0]["answers"]
+    summary = json.loads(out)["experiments"][0]
+    answers = summary["answers"]
     assert answers["oof"]["rows"] == 150 and answers["test"]["rows"] == 3 * 20  # every fold answers the test set
+    # submission.from: answers — a label where at least 2 of the 3 folds' models named it; logged with its own CV
+    oof_answers = pd.concat([pd.read_parquet(tmp_path / "run" / f"fold{k}" / "oof_answers.parquet") for k in range(3)])
+    truth = toy_frame(150, seed=0).set_index("id").loc[oof_answers["id"], LABELS]
+    named = np.array([[n in str(a).split(", ") for n in LABELS] for a in oof_answers["labels"]])
+    assert summary["cv_answers"] == pytest.approx(f1_score(truth, named, average="macro", zero_division=0))
+    code, _, err = cli("submit", gen_cfg, "submission.from=answers")
+    assert code == 0, err
+    voted = pd.read_csv(max((tmp_path / "submissions").glob("run-*.csv"), key=lambda p: p.stat().st_mtime_ns))
+    folds = [pd.read_parquet(tmp_path / "run" / f"fold{k}" / "test_answers.parquet").set_index("id") for k in range(3)]
+    for _, row in voted.iterrows():
+        votes = [sum(n in str(f.loc[row["id"], "labels"]).split(", ") for f in folds) for n in LABELS]
+        assert [int(row[n]) for n in LABELS] == [int(v >= 2) for v in votes]
+    logged = pd.read_csv(tmp_path / "submissions" / "log.csv")
+    assert logged["cv"].iloc[-1] == pytest.approx(summary["cv_answers"], abs=1e-4)
     # an encoder experiment on the same competition and folds
     raw = yaml.safe_load(gen_cfg.read_text())
     raw.pop("generation")
@@ -371,3 +386,29 @@ def test_a_negated_label_is_not_a_positive(answer, expected):
     parsed = AnswerParser(PARSER_LABELS).parse(answer)
     assert {PARSER_LABELS[i] for i in parsed.labels} == expected
     assert not parsed.failed  # "no joy" says no label applies: an answer, not a parse failure
+
+
+def test_votes_of_the_models_answers():
+    from kagglemlc.tasks.answers import vote
+
+    a, b, c = (np.array(m, dtype=np.int8) for m in ([[1, 0, 1]], [[1, 1, 0]], [[0, 0, 1]]))
+    np.testing.assert_array_equal(vote([a, b, c], np.zeros((1, 3)), "multilabel"), [[1, 0, 1]])  # ≥ 2 of 3
+    np.testing.assert_array_equal(vote([a, b], np.zeros((1, 3)), "multilabel"), [[1, 1, 1]])  # ≥ 1 of 2
+    one_hot = [np.array([[1, 0, 0]]), np.array([[0, 1, 0]]), np.array([[0, 1, 0]])]
+    np.testing.assert_array_equal(vote(one_hot, np.array([[0.9, 0.05, 0.05]]), "multiclass"), [[0, 1, 0]])
+    tie = [np.array([[1, 0, 0]]), np.array([[0, 0, 1]])]  # one vote each: the probabilities decide
+    np.testing.assert_array_equal(vote(tie, np.array([[0.2, 0.3, 0.5]]), "multiclass"), [[0, 0, 1]])
+    silent = [np.zeros((1, 3), dtype=np.int8)]  # no model named a class
+    np.testing.assert_array_equal(vote(silent, np.array([[0.2, 0.7, 0.1]]), "multiclass"), [[0, 1, 0]])
+
+
+def test_submission_from_is_the_yaml_key_and_answers_need_a_generative_model(tmp_path):
+    from kagglemlc.config import load_config, settings_dict
+    from kagglemlc.core.errors import KaggleMLCError
+
+    cfg = make_competition(tmp_path, config={"model": {"kind": "generative"}, "submission": {"from": "answers"}})
+    loaded = load_config(cfg)
+    assert loaded.submission.from_ == "answers" and settings_dict(loaded)["submission"]["from"] == "answers"
+    assert load_config(cfg, ["submission.from=probabilities"]).submission.from_ == "probabilities"
+    with pytest.raises(KaggleMLCError, match="submission.from: answers are what generative models write"):
+        load_config(cfg, ["model.kind=encoder"])

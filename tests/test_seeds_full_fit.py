@@ -13,9 +13,13 @@ from safetensors.numpy import load_file
 from conftest import make_competition
 from kagglemlc.config import load_config
 from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.data.competition import load_competition
+from kagglemlc.scoring.metrics import score
+from kagglemlc.stages.report import report
 from kagglemlc.stages.run import run
 from kagglemlc.stages.submit import submit
 from kagglemlc.stages.train import train
+from kagglemlc.stages.tune_thresholds import tune_thresholds
 from tiny_models import make_encoder
 
 TRAIN = {"epochs": 2, "eval_every": 2, "batch_size": 16, "precision": "no", "lr": 1e-3, "early_stopping_patience": None}
@@ -42,7 +46,7 @@ def _weights(folder) -> dict[str, np.ndarray]:
 
 def test_seeds_train_one_model_per_seed_and_average_them(competition):
     cfg = load_config(competition, [_out(competition, "seeds"), "train.seeds=[3, 4, 5]"])
-    train(cfg, fold=0)
+    train(cfg)
     fold = cfg.run_dir / "fold0"
     seeds = [fold / f"seed{s}" for s in (3, 4, 5)]
     weights = [_weights(s) for s in seeds]
@@ -111,3 +115,22 @@ def test_seeds_and_full_fit_refuse_what_they_cannot_do(competition):
         load_config(competition, ["train.seeds=[1, 1]"])
     with pytest.raises(KaggleMLCError, match="generative models answer in words"):
         load_config(competition, ["train.seeds=[1, 2]", "model.kind=generative"])
+
+
+def test_report_shows_each_seeds_cv_the_averaged_cv_and_the_full_fit(competition):
+    seeds = load_config(competition, [_out(competition, "seeds"), "train.seeds=[3, 4, 5]"])  # trained above
+    tune_thresholds(seeds)
+    summary = report([seeds.run_dir / "config.yaml"], as_json=True)["experiments"][0]
+    assert [r["seed"] for r in summary["seeds"]] == [3, 4, 5]
+    data = load_competition(seeds.competition)
+    y, ids = data.y, data.train_ids.astype(str)
+    for row in summary["seeds"]:  # seed s alone: its three fold models' out-of-fold probabilities, pooled
+        folds = [seeds.run_dir / f"fold{k}" / f"seed{row['seed']}" / "oof.parquet" for k in range(3)]
+        pooled = pd.concat([_probs(path) for path in folds])
+        probs = pooled.loc[ids].to_numpy()
+        assert row["at_0.5"] == pytest.approx(score("f1_macro", y, (probs >= 0.5).astype(float), "multilabel"))
+    md = report([seeds.run_dir / "config.yaml"]).read_text()
+    assert "seeds averaged" in md and "seed 4" in md
+    full = load_config(competition, [_out(competition, "full"), "train.full_fit=true"])  # trained above
+    md = report([full.run_dir / "config.yaml"]).read_text()
+    assert "Full fit: 120 rows" in md

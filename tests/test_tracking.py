@@ -189,7 +189,7 @@ def test_progress_lines_before_the_first_evaluation_without_a_terminal(tmp_path,
 
 def test_progress_log_at_most_every_interval_with_eta(capsys):
     now = [0.0]
-    lines = ProgressLog(name="fold 1", total_steps=100, start_step=20, every_seconds=30, enabled=True, clock=lambda: now[0])
+    lines = ProgressLog("fold 1", total_steps=100, start_step=20, every_seconds=30, enabled=True, clock=lambda: now[0])
     for step, t in [(21, 10.0), (22, 29.0), (23, 30.0), (24, 50.0), (25, 60.0)]:
         now[0] = t
         lines.maybe_log(step, 0.5, 12.3)
@@ -199,7 +199,7 @@ def test_progress_log_at_most_every_interval_with_eta(capsys):
         "fold 1 step 23/100: loss 0.5000 12 samples/s ETA 12:50",
         "fold 1 step 25/100: loss 0.5000 12 samples/s ETA 15:00",
     ]
-    silent = ProgressLog(name="fold 1", total_steps=100, start_step=0, every_seconds=30, enabled=False, clock=lambda: now[0])
+    silent = ProgressLog("fold 1", total_steps=100, start_step=0, every_seconds=30, enabled=False, clock=lambda: now[0])
     now[0] = 1000.0
     silent.maybe_log(5, 0.5, 1.0)
     assert capsys.readouterr().err == ""

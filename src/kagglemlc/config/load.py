@@ -53,10 +53,11 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         )
     if parts[0] in sections:
         section = sections[parts[0]]
-        if len(parts) != 2 or parts[1] not in section.model_fields:
-            allowed = ", ".join(f"{parts[0]}.{k}" for k in section.model_fields)
+        names = {field.alias or name: name for name, field in section.model_fields.items()}  # YAML key → field
+        if len(parts) != 2 or parts[1] not in names:
+            allowed = ", ".join(f"{parts[0]}.{k}" for k in names)
             raise KaggleMLCError(f"override '{override}': unknown key '{key}'; allowed: {allowed}")
-        is_path = parts[1] in _path_keys(section)
+        is_path = names[parts[1]] in _path_keys(section)
         target = raw.setdefault(parts[0], {})
         if not isinstance(target, dict):
             raise KaggleMLCError(f"override '{override}': section '{parts[0]}' in the config is not a mapping")
@@ -161,7 +162,7 @@ def package_versions() -> dict[str, str]:
 
 def settings_dict(cfg: Config) -> dict[str, Any]:
     """The config's settings as plain data, without the provenance in `meta` (what decides if outputs are current)."""
-    return cfg.model_dump(mode="json", exclude={"meta"})
+    return cfg.model_dump(mode="json", exclude={"meta"}, by_alias=True)  # YAML keys: submission.from
 
 
 def field_marks() -> list[tuple[str, dict[str, Any]]]:
@@ -172,7 +173,8 @@ def field_marks() -> list[tuple[str, dict[str, Any]]]:
         if section is None:
             marks.append((name, field.json_schema_extra))
         else:
-            marks += [(f"{name}.{key}", sub.json_schema_extra) for key, sub in section.model_fields.items()]
+            fields = section.model_fields.items()
+            marks += [(f"{name}.{sub.alias or key}", sub.json_schema_extra) for key, sub in fields]  # YAML keys
     return marks
 
 

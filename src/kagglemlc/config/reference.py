@@ -37,7 +37,7 @@ def reference_markdown() -> str:
             "| key | type | default | an edit redoes | meaning |",
             "|---|---|---|---|---|",
         ]
-        fields = [(name, field, field.json_schema_extra) for name, field in model.model_fields.items()]
+        fields = [(field.alias or name, field, field.json_schema_extra) for name, field in model.model_fields.items()]
         while fields:
             name, field, mark = fields.pop(0)
             if name == "meta" or (model is Config and name in _sections()):

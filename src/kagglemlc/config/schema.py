@@ -63,6 +63,7 @@ GENERATIVE_TRAIN = affects("train", kinds=("generative",))
 PREDICT_FILE = affects("predict", file=True)
 THRESHOLDS = affects("tune-thresholds")
 SUBMIT, SUBMIT_FILE = affects("submit"), affects("submit", file=True)
+GENERATIVE_SUBMIT = affects("submit", kinds=("generative",))
 
 
 # `auto`: chosen by `kagglemlc.models.defaults` from the model kind, the checkpoint and the data (the rules are in the
@@ -270,12 +271,19 @@ class ThresholdsConfig(Section):
 
 
 class SubmissionConfig(Section):
+    model_config = ConfigDict(**Section.model_config, validate_by_name=True)  # `from` is a Python keyword: from_
+
     kind: Literal["labels", "probabilities"] = Field("labels", json_schema_extra=SUBMIT)
     """labels (thresholded 0/1 or class names) or probabilities (for AUC / log-loss metrics)."""
     dir: ResolvedPath | None = Field(None, json_schema_extra=SUBMIT)
     """Where submissions are written; default: ./submissions in the current directory."""
     use: Literal["folds", "full", "both"] = Field("folds", json_schema_extra=SUBMIT)
     """Test probabilities submitted: the folds' mean, the full fit's (train.full_fit), or the mean of the two."""
+    from_: Literal["probabilities", "answers"] = Field(
+        "probabilities", alias="from", json_schema_extra=GENERATIVE_SUBMIT
+    )
+    """model.kind generative: submit the label probabilities with the tuned thresholds, or the parsed answers (a
+    label where at least half of the models named it; multiclass: the class named most often)."""
 
 
 class GenerationConfig(Section):
@@ -332,6 +340,10 @@ class Config(Section):
         for key, value in (("seeds", train.seeds), ("distill", train.distill), ("pseudo_labels", train.pseudo_labels)):
             if value is not None and self.model.kind == "generative":
                 raise ValueError(f"train.{key}: generative models answer in words, which are not averaged or mixed")
+        if self.submission.from_ == "answers" and self.model.kind != "generative":
+            raise ValueError("submission.from: answers are what generative models write; use probabilities")
+        if self.submission.from_ == "answers" and self.submission.kind == "probabilities":
+            raise ValueError("submission.from: answers are labels; submission.kind probabilities needs probabilities")
         if train.full_fit and (train.distill is not None or train.pseudo_labels is not None):
             raise ValueError("train.full_fit: not with distill or pseudo_labels (their targets are made per fold)")
         if train.seeds is not None and (not train.seeds or len(set(train.seeds)) != len(train.seeds)):

@@ -222,6 +222,23 @@ def submitted_test(cfg: Config, ids: np.ndarray | pa.Array, label_names: list[st
     return arrays[0] if len(arrays) == 1 else blend(arrays)
 
 
+def submitted_answers(cfg: Config, ids: np.ndarray) -> list[pd.DataFrame]:
+    """The generated test answers `submission.use` submits (each fold's model, the full fit's, or all of them), one
+    frame per model, rows in the order of `ids`."""
+    folders = [fold_dir(cfg.run_dir, k) for k in range(cfg.cv.folds)] if cfg.submission.use != "full" else []
+    folders += [cfg.run_dir / FULL_DIR] if cfg.submission.use != "folds" else []
+    frames = []
+    for path in (folder / TEST_ANSWERS_FILE for folder in folders):
+        if not path.is_file():
+            raise KaggleMLCError(f"{path} not found; submission.from: answers needs them: run `kagglemlc train` first")
+        frame = pd.read_parquet(path).astype({"id": str}).set_index("id")
+        wanted = pd.Index(np.asarray(ids).astype(str))
+        if not wanted.isin(frame.index).all():
+            raise KaggleMLCError(f"{path} holds other ids than the sample submission; run `kagglemlc predict`")
+        frames.append(frame.loc[wanted])
+    return frames
+
+
 TEST_DIGEST = "test_sha256"  # in fold{k}/metrics.json: the content of the test file fold{k}/test.parquet predicts
 
 

@@ -44,6 +44,7 @@ from kagglemlc.data.submissions import read_log
 from kagglemlc.data.thresholds import read_thresholds
 from kagglemlc.scoring.cuts import apply_cuts, evaluate, fit_cuts, untuned
 from kagglemlc.scoring.metrics import f1_counts, score
+from kagglemlc.tasks.answers import answers_cv
 from kagglemlc.views.formats import number
 from kagglemlc.views.html import write_html
 from kagglemlc.views.report_page import draw_plots, render_markdown, report_sections
@@ -229,6 +230,11 @@ def experiment_summary(cfg: Config) -> dict[str, Any]:
             "tuned": number(tuned.get("cv_tuned")),
             "nested": number(tuned.get("cv_nested")),
         },
+        # generative: the parsed answers' CV, what submission.from: answers submits
+        "cv_answers": number(answers_cv(cfg.run_dir, cfg.cv.folds, data, cfg.competition.metric))
+        if cfg.model.kind == "generative" and probs is not None
+        else None,
+        "submission_from": cfg.submission.from_,
         "public_score": _public_score(cfg),
         **_folds(cfg, list(_fold_metrics(cfg).values())),
         "labels": labels,

@@ -33,10 +33,11 @@ from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import atomic_path, write_csv
 from kagglemlc.core.paths import LOG_FILE
 from kagglemlc.data.competition import CompetitionData, cached_competition
-from kagglemlc.data.predictions import submitted_test
+from kagglemlc.data.predictions import submitted_answers, submitted_test
 from kagglemlc.data.submissions import journal, log_lock, new_submission_path, read_log, write_log
 from kagglemlc.data.thresholds import read_thresholds, tuned_cv
 from kagglemlc.scoring.cuts import apply_cuts
+from kagglemlc.tasks.answers import answers_cv, answers_matrix, vote
 
 SCORES_PAGE_SIZE = 100
 """refresh_scores matches the log against this many of the competition's latest submissions."""
@@ -96,7 +97,11 @@ def submission_frame(cfg: Config, data: CompetitionData) -> tuple[pd.DataFrame, 
     if cfg.submission.kind == "probabilities":
         body, values = pd.DataFrame(probs.astype(np.float64), columns=names), "probabilities"
     else:
-        hard = apply_cuts(probs, data.task, read_thresholds(cfg.run_dir, names))
+        if cfg.submission.from_ == "answers":  # generative: what the models wrote, by majority
+            parsed = [answers_matrix(frame, names, data.task) for frame in submitted_answers(cfg, ids)]
+            hard = vote(parsed, probs, data.task)
+        else:
+            hard = apply_cuts(probs, data.task, read_thresholds(cfg.run_dir, names))
         if wide:
             body, values = pd.DataFrame(hard.astype(np.int64), columns=names), "labels"
         else:
@@ -288,11 +293,12 @@ def submit(cfg: Config, message: str | None = None, upload: bool = False) -> Pat
         frame, values = submission_frame(cfg, data)
         validate_submission(frame, data.submission, comp.id_column, values, str(comp.sample_submission))
         api = kaggle_api(slug, "authenticate") if upload else None
+        answers = cfg.submission.from_ == "answers"  # its CV is the parsed answers', not the tuned probabilities'
+        cv = answers_cv(cfg.run_dir, cfg.cv.folds, data, comp.metric) if answers else tuned_cv(cfg.run_dir)
 
     now = dt.datetime.now(dt.timezone.utc)
     folder = cfg.submission.dir
     assert folder is not None and cfg.name is not None  # filled by load_config
-    cv = tuned_cv(cfg.run_dir)
     message = message or (cfg.name if cv is None else f"{cfg.name} CV {cv:.4f}")
     with log_lock(folder):
         path = new_submission_path(folder, f"{cfg.name}-{now:%Y%m%dT%H%M%SZ}")

@@ -10,11 +10,17 @@ import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kagglemlc.core.errors import KaggleMLCError
+from kagglemlc.core.paths import ANSWERS_FILE, OOF_FILE, fold_dir
+from kagglemlc.data.competition import CompetitionData
+from kagglemlc.data.predictions import read_probs
+from kagglemlc.scoring.metrics import score
+from kagglemlc.tasks.prompts import SEPARATOR
 
 NONE_WORDS = frozenset({"none", "nothing", "n/a", "na"})
 
@@ -175,3 +181,39 @@ def answer_summary(frame: pd.DataFrame) -> dict[str, float | int]:
         "parse_failure_rate": round(failed / max(n, 1), 4),
         "unknown_words": int(frame["unknown_words"].sum()),
     }
+
+
+def answers_matrix(frame: pd.DataFrame, label_names: list[str], task: str) -> np.ndarray:
+    """(n, L) 0/1 predictions from a saved answers file's `labels` column (the parsed labels, "joy, fear")."""
+    index = {name: j for j, name in enumerate(label_names)}
+    hard = np.zeros((len(frame), len(label_names)), dtype=np.int8)
+    for i, text in enumerate(frame["labels"].fillna("").astype(str)):
+        named = [index[n] for n in text.split(SEPARATOR) if n in index]
+        hard[i, named[:1] if task == "multiclass" else named] = 1
+    return hard
+
+
+def vote(answers: list[np.ndarray], probs: np.ndarray, task: str) -> np.ndarray:
+    """The models' parsed answers (each (n, L) 0/1) as one: a label where at least half of them named it;
+    multiclass: the class named most often, ties (and rows no model answered) to the most probable in `probs`."""
+    votes = np.sum(answers, axis=0, dtype=np.float64)
+    if task != "multiclass":
+        return (votes * 2 >= len(answers)).astype(np.int8)
+    best = votes + probs / (probs.sum(axis=1, keepdims=True) + 1e-9) * 0.5  # probabilities break ties only
+    return np.eye(probs.shape[1], dtype=np.int8)[best.argmax(axis=1)]
+
+
+def answers_cv(run_dir: Path, folds: int, data: CompetitionData, metric: str) -> float | None:
+    """The competition metric of the out-of-fold parsed answers (every fold's oof_answers.parquet), what
+    `submission.from: answers` submits; multiclass rows that name no class fall back to the most probable one.
+    None until every fold has its answers."""
+    paths = [fold_dir(run_dir, k) / ANSWERS_FILE for k in range(folds)]
+    if not all(p.is_file() for p in paths):
+        return None
+    frame = pd.concat([pd.read_parquet(p) for p in paths]).astype({"id": str}).set_index("id")
+    ids = np.asarray(data.train_ids).astype(str)
+    hard = answers_matrix(frame.loc[ids], data.label_names, data.task)
+    if data.task == "multiclass":
+        probs = read_probs(run_dir / OOF_FILE, data.train_ids, data.label_names, "rerun `kagglemlc train`")
+        hard = vote([hard], probs, data.task)
+    return float(score(metric, data.y, hard.astype(np.float32), data.task))

@@ -66,6 +66,12 @@ def _notes(e: dict[str, Any]) -> list[str]:
     decided = "tuned " + cut + "s" if e["cv"]["tuned"] is not None else "untuned " + cut + "s (no thresholds.json)"
     note = " (a probability metric: the cut only affects label submissions)" if e["metric"] in PROB_METRICS else ""
     notes = [f"Out-of-fold predictions decided with the {decided}{note}."]
+    if e.get("cv_answers") is not None:
+        chosen = "submitted" if e.get("submission_from") == "answers" else "submission.from: answers submits them"
+        notes.append(
+            f"Out-of-fold {e['metric']} of the parsed answers: {e['cv_answers']:.4f}, of the probabilities with "
+            f"tuned thresholds: {fmt(e['cv']['tuned'])} ({chosen})."
+        )
     best = [b for b in e["fold_best_metrics"] if b is not None]
     if best:
         notes.append(f"Best validation {e['metric']} per fold: {', '.join(f'{b:.4f}' for b in best)}.")
