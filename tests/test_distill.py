@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import LABELS, make_competition
+from conftest import LABELS, make_competition, toy_frame
 from kagglemlc.config import TrainConfig, load_config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.competition import load_competition
@@ -76,6 +76,20 @@ def test_no_student_fold_reads_a_teacher_model_that_saw_its_validation_rows(teac
             seen = set(teacher_folds.index[teacher_folds != trained_without])
             assert not seen & validation, f"student fold {k} read {model}, which trained on its validation rows"
         assert read["pseudo_labels"]["rows"] == 30  # every test row (min_confidence 0)
+
+
+def test_pseudo_labels_from_a_file_of_unlabelled_texts(teacher, tmp_path):
+    """`rows: <file>`: source fold k's own models (both seeds) label the file's texts for student fold k."""
+    config, cfg = teacher
+    unlabelled = toy_frame(25, seed=3, id_prefix="u")[["id", "text"]]
+    unlabelled.to_csv(tmp_path / "unlabelled.csv", index=False)
+    rows = f'{{"source": "{cfg.run_dir}", "rows": "{tmp_path / "unlabelled.csv"}", "weight": 0.5}}'
+    student = _student(config, "from-file", f"train.pseudo_labels={rows}")
+    train(student, fold=1)
+    metrics = json.loads((student.run_dir / "fold1" / "metrics.json").read_text())
+    read = metrics["taught_by"]["pseudo_labels"]
+    assert read["models"] == ["fold1/seed1", "fold1/seed2"] and read["rows"] == read["of"] == 25
+    assert metrics["train_rows"] == 80 + 25
 
 
 def test_a_planted_perfect_teacher_does_not_lift_the_students_cv(teacher):

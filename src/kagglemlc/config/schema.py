@@ -177,8 +177,9 @@ class PseudoLabelsConfig(Section):
     source: ResolvedPath
     """The experiment whose test predictions label the added rows (the same folds.parquet as this one): fold k adds
     the test rows with source fold k's probabilities, from a model that never saw fold k's validation rows."""
-    rows: Literal["test"] = "test"
-    """Which unlabelled rows are added: the competition's test rows."""
+    rows: Literal["test"] | ResolvedPath = "test"
+    """Which unlabelled rows are added: `test` (the competition's test rows, from source fold k's test predictions)
+    or a CSV/TSV of unlabelled texts (the competition's text column(s)), which source fold k's models predict."""
     min_confidence: float = Field(0.0, ge=0, lt=1)
     """Keep a row only when the source is this sure of every label (max(p, 1 - p); multiclass: its top class)."""
     weight: float = Field(1.0, gt=0)

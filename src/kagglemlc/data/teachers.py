@@ -24,6 +24,7 @@ from kagglemlc.core.paths import FOLDS_FILE, TEST_FILE, TRAIN_ROWS_FILE, fold_di
 from kagglemlc.data.competition import CompetitionData
 from kagglemlc.data.folds import fold_of_rows
 from kagglemlc.data.predictions import read_made_by, read_probs
+from kagglemlc.data.tables import build_texts, read_table
 
 
 @dataclass
@@ -71,10 +72,33 @@ def _source_models(path: Path, fold: int) -> list[str]:
     return read_made_by(path).get("models", [fold_dir(Path("."), fold).name])
 
 
+@dataclass
+class LabelledRows:
+    """Unlabelled rows with a source fold's probabilities (`pseudo_labels.rows` a file): made by the train stage."""
+
+    texts: list[str]
+    probs: np.ndarray
+    models: list[str]
+
+
+def unlabelled_texts(cfg: Config) -> list[str]:
+    """The texts of `train.pseudo_labels.rows` when it names a file (the competition's text column(s))."""
+    pseudo, comp = cfg.train.pseudo_labels, cfg.competition
+    assert pseudo is not None and isinstance(pseudo.rows, Path)
+    frame = read_table(pseudo.rows, "train.pseudo_labels.rows", comp.encoding, comp.delimiter)
+    return build_texts(frame, comp.text_column, pseudo.rows, "pseudo-label")
+
+
 def teaching(
-    cfg: Config, data: CompetitionData, fold_of_row: np.ndarray, fold: int, train_rows: np.ndarray
+    cfg: Config,
+    data: CompetitionData,
+    fold_of_row: np.ndarray,
+    fold: int,
+    train_rows: np.ndarray,
+    labelled: LabelledRows | None = None,
 ) -> Teaching | None:
-    """Fold `fold`'s targets mixed with its teacher's and its pseudo-labelled rows; None without either setting."""
+    """Fold `fold`'s targets mixed with its teacher's and its pseudo-labelled rows; None without either setting.
+    `labelled`: the rows of a `pseudo_labels.rows` file with source fold `fold`'s probabilities."""
     distill, pseudo = cfg.train.distill, cfg.train.pseudo_labels
     if distill is None and pseudo is None:
         return None
@@ -92,20 +116,24 @@ def teaching(
     texts: list[str] = []
     weights = None
     if pseudo is not None:
-        if data.test_texts is None:
-            raise KaggleMLCError("train.pseudo_labels: competition.test is not set: there are no test rows to add")
         check_same_folds(pseudo.source, "train.pseudo_labels.source", data, fold_of_row)
-        path = fold_dir(pseudo.source, fold) / TEST_FILE
-        hint = f"train {pseudo.source} first (`kagglemlc train` on its config)"
-        probs = read_probs(path, data.test_ids, data.label_names, hint)
+        if labelled is not None:
+            all_texts, probs, models, path = labelled.texts, labelled.probs, labelled.models, pseudo.rows
+        else:
+            if data.test_texts is None:
+                raise KaggleMLCError("train.pseudo_labels: competition.test is not set: there are no test rows to add")
+            path = fold_dir(pseudo.source, fold) / TEST_FILE
+            hint = f"train {pseudo.source} first (`kagglemlc train` on its config)"
+            probs = read_probs(path, data.test_ids, data.label_names, hint)
+            all_texts, models = data.test_texts, _source_models(path, fold)
         kept = np.flatnonzero(confidence(probs, task) >= pseudo.min_confidence)
-        texts = [data.test_texts[i] for i in kept]
+        texts = [all_texts[i] for i in kept]
         targets = np.concatenate([targets, probs[kept].astype(np.float32)])
         weights = np.concatenate([np.ones(len(data.targets)), np.full(len(kept), pseudo.weight)]).astype(np.float32)
         made_by["pseudo_labels"] = {
             "file": str(path),
             "source_fold": fold,
-            "models": _source_models(path, fold),
+            "models": models,
             "rows": len(kept),
             "of": len(probs),
         }

@@ -14,6 +14,7 @@ so the same command after a crash continues where the run stopped and ends with 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import math
@@ -29,12 +30,13 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import set_seed
 
-from kagglemlc.config import Config
+from kagglemlc.config import Config, load_config
 from kagglemlc.core.console import info, is_main_process
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import experiment_lock, write_json
 from kagglemlc.core.paths import (
     CHECKPOINT_DIR,
+    CONFIG_FILE,
     FOLDS_FILE,
     FULL_DIR,
     FULL_LOCK,
@@ -57,7 +59,7 @@ from kagglemlc.data.predictions import (
     read_probs,
     write_predictions,
 )
-from kagglemlc.data.teachers import Teaching, teaching
+from kagglemlc.data.teachers import LabelledRows, Teaching, teaching, unlabelled_texts
 from kagglemlc.engine.accelerator import make_accelerator, peak_memory_mb, reset_peak_memory
 from kagglemlc.engine.checkpoints import (
     load_checkpoint,
@@ -109,7 +111,7 @@ class FoldTrainer:
         seed = cfg.train.seed if seed is None else seed
         name = f"fold {fold}" + ("" if cfg.train.seeds is None else f" seed {seed}")
         self.fold = fold
-        taught = teaching(cfg, data, fold_of_row, fold, train_rows)
+        taught = teaching(cfg, data, fold_of_row, fold, train_rows, pseudo_rows(cfg, data, fold))
         self.setup(cfg, data, train_rows, val_rows, folder or fold_dir(cfg.run_dir, fold), name, seed + fold, taught)
         self.on_evaluate = on_evaluate
 
@@ -411,6 +413,30 @@ def combine_seeds(cfg: Config, data: CompetitionData, folder: Path, val_rows: np
             f"{summary['best_metric']:.4f} averaged"
         )
     write_json(folder / METRICS_FILE, summary)
+
+
+def pseudo_rows(cfg: Config, data: CompetitionData, fold: int) -> LabelledRows | None:
+    """`train.pseudo_labels.rows` a file: its texts with the probabilities of the source's fold `fold` models
+    (the mean over its seeds), predicted here with the source's own settings; None otherwise."""
+    pseudo = cfg.train.pseudo_labels
+    if pseudo is None or not isinstance(pseudo.rows, Path):
+        return None
+    texts = unlabelled_texts(cfg)
+    source = load_config(pseudo.source / CONFIG_FILE)
+    rows_data = dataclasses.replace(data, test_texts=texts, test_ids=np.arange(len(texts)).astype(str))
+    accelerator = make_accelerator(source)
+    units = seed_dirs(fold_dir(pseudo.source, fold), source.train.seeds)
+    probs = []
+    for unit in units:
+        if not (unit / MODEL_DIR).is_dir():
+            raise KaggleMLCError(f"train.pseudo_labels.source: {unit / MODEL_DIR} not found; train the source first")
+        model = accelerator.prepare_model(load_trained(source, unit / MODEL_DIR, data), evaluation_mode=True)
+        task = make_task(source, build_tokenizer(source, str(unit / MODEL_DIR)), rows_data)
+        rows = np.arange(len(texts))
+        probs.append(task.predict(model, "test", rows, accelerator, source.train.eval_batch_size).probs)
+        del model
+    info(f"fold {fold}: {len(texts)} rows of {pseudo.rows.name} labelled by {pseudo.source.name}'s fold {fold}")
+    return LabelledRows(texts, np.mean(probs, axis=0), [str(u.relative_to(pseudo.source)) for u in units])
 
 
 class FullFitTrainer(FoldTrainer):
