@@ -99,8 +99,9 @@ class CompetitionConfig(Section):
     """With `label_format: list`: the separator between labels."""
     label_names_file: ResolvedPath | None = Field(None, json_schema_extra=PREPARE_FILE)
     """With `label_format: list` and integer labels: a text file with one label name per line (line i = id i)."""
-    task: Literal["multilabel", "multiclass", "binary"] = Field("multilabel", json_schema_extra=PREPARE)
-    """multilabel (any number of labels per row), multiclass (exactly one), binary (one 0/1 target)."""
+    task: Literal["multilabel", "multiclass", "binary", "regression"] = Field("multilabel", json_schema_extra=PREPARE)
+    """multilabel (any number of labels per row), multiclass (exactly one), binary (one 0/1 target), regression (one
+    or more numeric targets, e.g. scores or grades: `labels` are the target columns)."""
     soft_labels: bool = Field(False, json_schema_extra=PREPARE)
     """Wide label columns hold probabilities in [0, 1] (soft targets), learned as they are; scored rounded at 0.5."""
     metric: Literal[METRIC_NAMES] = Field("f1_macro", json_schema_extra=TRAIN)  # type: ignore[valid-type]
@@ -219,8 +220,9 @@ class TrainConfig(Section):
     def _yaml_no(cls, value: Any) -> Any:
         return "no" if value is False else value  # YAML 1.1 reads a bare `no` as false
 
-    loss: Literal["bce", "focal", "asl", "ce"] = Field("bce", json_schema_extra=TRAIN)
-    """bce / focal / asl (asymmetric) for multilabel and binary; ce for multiclass."""
+    loss: Literal["bce", "focal", "asl", "ce", "mse", "huber", "smooth_l1"] = Field("bce", json_schema_extra=TRAIN)
+    """bce / focal / asl (asymmetric) for multilabel and binary; ce for multiclass; mse / huber / smooth_l1 for
+    regression (mse when unset)."""
     class_weights: Literal["auto", "none", "balanced", "sqrt"] = Field(AUTO, json_schema_extra=TRAIN)
     """Per-label positive weights from the fold's training rows. auto: by task and metric (see Defaults)."""
     focal_gamma: float = Field(2.0, ge=0, json_schema_extra=TRAIN)
@@ -330,6 +332,17 @@ class Config(Section):
         comp, train = self.competition, self.train
         if problem := metric_problem(comp.metric, comp.task):
             raise ValueError(f"competition.metric: {problem}")
+        regression_loss = train.loss in ("mse", "huber", "smooth_l1")
+        if comp.task == "regression" and not regression_loss:
+            if "loss" in train.model_fields_set:
+                raise ValueError(f"train.loss: regression uses mse, huber or smooth_l1, not '{train.loss}'")
+            train.loss = "mse"  # the default loss of a regression task
+        if comp.task != "regression" and regression_loss:
+            raise ValueError(f"train.loss: '{train.loss}' is for task: regression")
+        if comp.task == "regression" and (comp.soft_labels or comp.label_format != "wide"):
+            raise ValueError("competition.task: regression reads numeric wide target columns (label_format: wide)")
+        if comp.task == "regression" and self.model.kind == "generative":
+            raise ValueError("competition.task: regression needs a model with a head (model.kind encoder or decoder)")
         if comp.task == "multiclass" and train.loss != "ce":
             raise ValueError(f"train.loss: multiclass tasks use 'ce', not '{train.loss}'")
         if comp.task != "multiclass" and train.loss == "ce":

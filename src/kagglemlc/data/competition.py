@@ -145,6 +145,24 @@ def _rounded(soft: np.ndarray, task: str) -> np.ndarray:
     return (soft >= 0.5).astype(np.int8)
 
 
+def _targets(train: pd.DataFrame, names: list[str], cfg: CompetitionConfig) -> np.ndarray:
+    """(n, T) float32 targets of a regression task from the target columns; any cell that is not a finite number is
+    one error naming the column and line."""
+    require_columns(train, names, cfg.train, "the target columns")
+    y = np.zeros((len(train), len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        raw = train[name].str.strip()
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise KaggleMLCError(
+                f"{cfg.train}: target column '{name}' must hold numbers, found {raw.iloc[row]!r} on line {row + 2}"
+            )
+        y[:, j] = values.to_numpy(dtype=np.float32)
+    return y
+
+
 def _wide_labels(train: pd.DataFrame, names: list[str], cfg: CompetitionConfig) -> np.ndarray:
     require_columns(train, names, cfg.train, "the label columns")
     ones = [train[name] == "1" for name in names]
@@ -283,7 +301,10 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
                     f"{' ...' if len(missing) > 8 else ''} (or set competition.label_format: list)"
                 )
         soft = _soft_labels(train, names, cfg) if cfg.soft_labels else None
-        y = _wide_labels(train, names, cfg) if soft is None else _rounded(soft, cfg.task)
+        if cfg.task == "regression":
+            y = _targets(train, names, cfg)
+        else:
+            y = _wide_labels(train, names, cfg) if soft is None else _rounded(soft, cfg.task)
     if not names:
         raise KaggleMLCError("competition.labels: no labels found; list them or check competition.sample_submission")
     _check_task(cfg, names, y)
@@ -322,6 +343,13 @@ def _check_task(cfg: CompetitionConfig, names: list[str], y: np.ndarray) -> None
                 f"{cfg.train}: line {bad[0] + 2} has {per_row[bad[0]]} labels but competition.task is multiclass "
                 f"(exactly one); use task: multilabel"
             )
+    if cfg.task == "regression":
+        if cfg.metric == "qwk" and (len(names) != 1 or not np.array_equal(y, np.rint(y))):
+            raise KaggleMLCError(
+                f"competition.metric: qwk scores one integer grade per row; {cfg.train.name} has {len(names)} target "
+                "column(s) " + ("" if len(names) != 1 else "with non-integer values")
+            )
+        return
     for name in (n for n, pos in zip(names, y.sum(axis=0)) if pos == 0):
         warn(f"label '{name}' has no positive rows in {cfg.train.name}; it can never be learned")
 

@@ -52,6 +52,8 @@ def assign_folds(y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.n
             np.maximum.at(group_y, group_of_row, y)
             return assign_folds(group_y, task, n_folds, seed)[group_of_row]
 
+    if task == "regression":  # stratified on the targets' bins (several targets: iterstrat on all their bins)
+        return assign_folds(strata(y), "multilabel" if y.shape[1] > 1 else "multiclass", n_folds, seed, groups)
     fold = np.empty(n, dtype=np.int16)
     target = y.argmax(axis=1) if task == "multiclass" else y[:, 0]
     if task == "multilabel":
@@ -72,6 +74,30 @@ def assign_folds(y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.n
         except ValueError as exc:  # e.g. more folds than rows in every class
             raise KaggleMLCError(f"cv.folds={n_folds} cannot stratify these labels ({exc}); lower cv.folds") from None
     return fold
+
+
+def _bins(t: np.ndarray, name: str, bins: int) -> tuple[np.ndarray, list[str]]:
+    """One target's bin of every row and the bins' names: its distinct values when few (grades: "score = 3"),
+    else its quantile bins ("score bin 2")."""
+    values = np.unique(t)
+    if len(values) <= bins:
+        return np.searchsorted(values, t), [f"{name} = {v:g}" for v in values]
+    edges = np.unique(np.quantile(t, np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.searchsorted(edges, t, side="right"), [f"{name} bin {b + 1}" for b in range(len(edges) + 1)]
+
+
+def strata(y: np.ndarray, bins: int = 5) -> np.ndarray:
+    """Regression targets as one-hot bins per target (`_bins`): the (n, all bins) 0/1 matrix folds stratify on."""
+    columns = []
+    for t in y.T:
+        codes, labels = _bins(t, "", bins)
+        columns.append(np.eye(len(labels), dtype=np.int8)[codes])
+    return np.hstack(columns)
+
+
+def strata_names(y: np.ndarray, names: list[str], bins: int = 5) -> list[str]:
+    """The column names of `strata(y)`."""
+    return [label for t, name in zip(y.T, names, strict=True) for label in _bins(t, name, bins)[1]]
 
 
 def fold_counts(y: np.ndarray, fold: np.ndarray, n_folds: int) -> np.ndarray:
@@ -182,8 +208,11 @@ def make_folds(cfg: Config, resolve_auto: Callable[[list[str]], None] | None = N
     # through the cache: the stages after training then find the competition parsed and validated
     with cached_competition(cfg.competition, cfg.run_dir, with_test=True, group_column=cfg.cv.group_column) as data:
         fold = assign_folds(data.y, data.task, cfg.cv.folds, cfg.cv.seed, data.groups)
-        counts = fold_counts(data.y, fold, cfg.cv.folds)
-        for name, total in zip(data.label_names, counts.sum(axis=1)):
+        regression = data.task == "regression"  # counted by the targets' bins
+        counted = strata(data.y) if regression else data.y
+        names = strata_names(data.y, data.label_names) if regression else data.label_names
+        counts = fold_counts(counted, fold, cfg.cv.folds)
+        for name, total in zip(names, counts.sum(axis=1)):
             if 0 < total < cfg.cv.folds:
                 warn(
                     f"label '{name}' has {total} positives, fewer than cv.folds={cfg.cv.folds}: "
@@ -195,11 +224,11 @@ def make_folds(cfg: Config, resolve_auto: Callable[[list[str]], None] | None = N
             record_settings(cfg)
         folds = pd.DataFrame({"id": data.train_ids.astype(str), "fold": fold})
         path = write_parquet(cfg.run_dir / FOLDS_FILE, folds)
-    _print_table(data.label_names, counts, np.bincount(fold, minlength=cfg.cv.folds))
+    _print_table(names, counts, np.bincount(fold, minlength=cfg.cv.folds))
     spread = np.ptp(counts, axis=1)
     worst = int(spread.argmax())
     info(
         f"{len(fold):,} rows × {len(data.label_names)} labels in {cfg.cv.folds} folds; worst per-label spread "
-        f"{spread[worst]} ('{data.label_names[worst]}'); {time.perf_counter() - start:.1f}s → {path}"
+        f"{spread[worst]} ('{names[worst]}'); {time.perf_counter() - start:.1f}s → {path}"
     )
     return path

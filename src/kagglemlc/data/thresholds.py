@@ -69,7 +69,9 @@ def write_thresholds(cfg: Config, report: dict[str, Any]) -> Path:
     """Writes `threshold_report`'s result to `<output_dir>/thresholds.json` and says what tuning gained."""
     path = write_json(cfg.run_dir / THRESHOLDS_FILE, report)
     metric = report["metric"]
-    if metric in PROB_METRICS:
+    if report.get("note"):
+        info(f"{report['note']}; CV {report['cv_tuned']:.4f} → {path}")
+    elif metric in PROB_METRICS:
         cv = report["cv_tuned"]
         info(f"{metric} scores probabilities, so thresholds cannot change it: 0.5 written; CV {cv:.4f} → {path}")
     else:
@@ -86,6 +88,8 @@ def read_thresholds(run_dir: Path, label_names: list[str]) -> np.ndarray:
     if not path.is_file():
         raise KaggleMLCError(f"{path} not found; run `kagglemlc tune-thresholds` first")
     tuned = json.loads(path.read_text(encoding="utf-8"))
+    if tuned["task"] == "regression":  # qwk's grade cuts, or none
+        return np.array(tuned.get("grade_cuts", []), dtype=np.float64)
     key = "bias" if tuned["task"] == "multiclass" else "thresholds"
     values = tuned[key]
     missing = [n for n in label_names if n not in values]

@@ -16,7 +16,9 @@ from kagglemlc.engine.batching import Encodings, collate, sorted_batches
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
-    """Softmax for multiclass, sigmoid otherwise (multilabel, binary)."""
+    """Softmax for multiclass, sigmoid for multilabel and binary; regression: the scores as they are."""
+    if task == "regression":
+        return logits.float()
     return torch.softmax(logits.float(), dim=-1) if task == "multiclass" else torch.sigmoid(logits.float())
 
 

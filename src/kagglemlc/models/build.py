@@ -59,6 +59,7 @@ PROBLEM_TYPES = {
     "multilabel": "multi_label_classification",
     "binary": "multi_label_classification",  # one logit, sigmoid
     "multiclass": "single_label_classification",
+    "regression": "regression",  # one linear output per target
 }
 COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": torch.float32}
 HEAD_FILE = "head.safetensors"  # adapter.method head: the trained head alone, the frozen base stays where it was

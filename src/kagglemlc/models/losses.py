@@ -4,7 +4,8 @@
     loss = loss_fn(logits, targets)          # targets: (n, L) float 0/1 (or soft), one-hot for multiclass
     loss = loss_fn(logits, targets, weights) # weights: (n,) per-row loss weights (pseudo-labelled rows)
 
-Multilabel / binary: bce, focal, asl (asymmetric loss, Ridnik et al. 2021). Multiclass: ce.
+Multilabel / binary: bce, focal, asl (asymmetric loss, Ridnik et al. 2021). Multiclass: ce. Regression: mse, huber,
+smooth_l1 on the raw outputs.
 `class_weights`: none | balanced (pos_weight = negatives / positives per label) | sqrt (its square root).
 """
 
@@ -96,13 +97,29 @@ def _ce(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> L
     return loss
 
 
+def _regression(fn: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor | None, TrainConfig, bool], LossFn]:
+    """A regression loss on the raw outputs (task: regression; no class weights)."""
+
+    def build(weights: torch.Tensor | None, cfg: TrainConfig, soft: bool = False) -> LossFn:
+        def loss(logits: torch.Tensor, targets: torch.Tensor, row_weights: torch.Tensor | None = None) -> torch.Tensor:
+            return _weighted(fn(logits.float(), targets.float(), reduction="none"), row_weights)
+
+        return loss
+
+    return build
+
+
 # (class weights, train settings, soft targets?) → the loss; BCE-style losses read soft targets as they are
 LOSSES: dict[str, Callable[[torch.Tensor | None, TrainConfig, bool], LossFn]] = {
     "bce": _bce,
     "focal": _focal,
     "asl": _asl,
     "ce": _ce,
+    "mse": _regression(F.mse_loss),
+    "huber": _regression(F.huber_loss),
+    "smooth_l1": _regression(F.smooth_l1_loss),
 }
+REGRESSION_LOSSES = ("mse", "huber", "smooth_l1")
 
 
 def build_loss(cfg: TrainConfig, task: str, y_train: np.ndarray, soft: bool = False) -> LossFn:

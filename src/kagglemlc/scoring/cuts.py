@@ -16,6 +16,8 @@ per label, and the metric at every cut comes from cumulative counts.
   class's F1, `f1_macro` / `f1_weighted` both classes' F1s averaged, the others accuracy).
 - multiclass: argmax; optionally an additive per-class bias tuned the same way (`tune_bias`).
 - roc_auc / log_loss score probabilities: thresholds cannot change them, 0.5 is written.
+- regression: scores are not decided, except into grades for qwk: cut points between the grades, tuned
+  (`fit_grade_cuts`); untuned = rounding to the nearest grade.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy import optimize
 
 from kagglemlc.scoring.label_f1 import BestF1, LabelF1
-from kagglemlc.scoring.metrics import PROB_METRICS, ROW_METRICS, check_metric, hard_predictions, score
+from kagglemlc.scoring.metrics import PROB_METRICS, ROW_METRICS, check_metric, grades, hard_predictions, score
 from kagglemlc.scoring.sweep import (
     LABELWISE,
     Ranked,
@@ -38,13 +41,40 @@ from kagglemlc.scoring.sweep import (
 
 
 def untuned(task: str, n_labels: int) -> np.ndarray:
-    """The cuts before tuning: 0.5 per label, or no multiclass bias."""
+    """The cuts before tuning: 0.5 per label, no multiclass bias, or none for regression (qwk: rounding)."""
+    if task == "regression":
+        return np.zeros(0)
     return np.zeros(n_labels) if task == "multiclass" else np.full(n_labels, 0.5)
 
 
 def apply_cuts(probs: np.ndarray, task: str, cuts: np.ndarray) -> np.ndarray:
-    """(n, L) 0/1 labels: `probs >= cuts` per label, or for multiclass one-hot argmax(probs + cuts)."""
+    """(n, L) 0/1 labels: `probs >= cuts` per label, or for multiclass one-hot argmax(probs + cuts); regression:
+    the scores as they are, or with grade cuts (qwk) the grades they give."""
+    if task == "regression":
+        return grades(probs, probs, cuts).astype(np.float64) if len(cuts) else probs
     return hard_predictions(probs + cuts if task == "multiclass" else probs, task, cuts)
+
+
+def fit_grade_cuts(y: np.ndarray, scores: np.ndarray, starts: int = 8, seed: int = 0) -> tuple[np.ndarray, float]:
+    """QWK cut points between consecutive integer grades, tuned on (y, scores) as the AES 2.0 winners did: a
+    Nelder-Mead search over the cuts from the midpoints and `starts` jittered copies of them, the best kept (never
+    below rounding). Returns ([lowest grade, c1, ..., c_(G-1)], qwk)."""
+    lo, hi = int(np.rint(y.min())), int(np.rint(y.max()))
+    if hi == lo:
+        return np.zeros(0), score("qwk", y, scores, "regression")
+    mid = np.arange(lo, hi) + 0.5
+
+    def qwk(cuts: np.ndarray) -> float:
+        return score("qwk", y, scores, "regression", np.concatenate([[lo], np.sort(cuts)]))
+
+    best, best_value = mid, qwk(mid)
+    rng = np.random.default_rng(seed)
+    for start in [mid] + [mid + rng.normal(0, 0.25, len(mid)) for _ in range(starts)]:
+        options = {"xatol": 1e-3, "fatol": 1e-6}
+        found = optimize.minimize(lambda c: -qwk(c), start, method="Nelder-Mead", options=options)
+        if -found.fun > best_value:
+            best, best_value = np.sort(found.x), -found.fun
+    return np.concatenate([[lo], best]), best_value
 
 
 def evaluate(y: np.ndarray, probs: np.ndarray, task: str, metric: str, cuts: np.ndarray) -> float:
@@ -82,6 +112,8 @@ def fit_cuts(
     """
     check_metric(metric, task)
     n_labels = probs.shape[1]
+    if task == "regression":  # only qwk's grades have cuts to tune
+        return fit_grade_cuts(y, probs) if metric == "qwk" else (np.zeros(0), score(metric, y, probs, task))
     if task == "multiclass":
         if tune_bias and metric not in PROB_METRICS:
             return multiclass_bias(y, probs, metric)

@@ -20,6 +20,10 @@ times faster, and the one implementation the threshold searches share), on what 
   rescaled to sum to 1 first as Kaggle does; binary: the binary log loss; multilabel: the mean over
   labels of each label's binary log loss (Kaggle's "mean column-wise log loss"). Probabilities are
   clipped to the float type's precision, as sklearn does.
+- regression (`y_true` the (n, T) targets, `probs` the predicted scores): `rmse` over every cell, `mcrmse` the
+  mean of the targets' RMSEs, `mae`, `pearson` / `spearman` (mean over targets), `qwk` (one target, predictions
+  rounded to the nearest grade or cut by tuned cut points, sklearn's quadratic-weighted Cohen's kappa). Errors
+  are negated: every metric here is higher-is-better.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy import stats
 from sklearn import metrics as skm
 
 from kagglemlc.config.metric_names import METRIC_NAMES, metric_problem
@@ -124,7 +129,40 @@ PROB_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, str], float]] = {
     "roc_auc": _roc_auc,
     "log_loss": lambda y, p, task: -_log_loss(y, p, task),
 }
-assert (*LABEL_METRICS, *PROB_METRICS) == METRIC_NAMES, "config.metric_names lists every metric"
+
+
+def grades(values: np.ndarray, y: np.ndarray, cuts: np.ndarray | None = None) -> np.ndarray:
+    """Integer grades of predicted scores: with `cuts` = [lowest grade, c1, ..., c_(G-1)], the lowest grade plus
+    the number of cuts a score reaches; without (empty), the score rounded and clipped to the grades of `y`."""
+    if cuts is not None and len(cuts):
+        return (cuts[0] + (values[..., None] >= cuts[1:]).sum(axis=-1)).astype(np.int64)
+    return np.clip(np.rint(values), np.min(y), np.max(y)).astype(np.int64)
+
+
+def _qwk(y: np.ndarray, pred: np.ndarray, cuts: np.ndarray | None) -> float:
+    if y.shape[1] != 1:
+        raise KaggleMLCError(f"metric 'qwk' scores one grade per row; this competition has {y.shape[1]} targets")
+    truth = np.rint(y[:, 0]).astype(np.int64)
+    return float(skm.cohen_kappa_score(truth, grades(pred[:, 0], truth, cuts), weights="quadratic"))
+
+
+def _by_target(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The mean over the targets (columns) of `fn(truth, prediction)`."""
+    return lambda y, p: float(np.mean([fn(t, q) for t, q in zip(y.T, p.T, strict=True)]))
+
+
+# Regression (task: regression, y = the (n, T) targets, predictions the model's raw scores); errors are negated
+# (higher is better); rmse pools every target's cells, mcrmse is the mean of the targets' RMSEs (sklearn's
+# root_mean_squared_error, uniform average), pearson / spearman the mean of the targets' correlations (scipy's);
+# qwk rounds (or cuts, `grades`) one target into grades and scores sklearn's quadratic-weighted kappa.
+REGRESSION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "rmse": lambda y, p: -float(np.sqrt(skm.mean_squared_error(y.ravel(), p.ravel()))),
+    "mcrmse": lambda y, p: -float(skm.root_mean_squared_error(y, p)),
+    "mae": lambda y, p: -float(skm.mean_absolute_error(y, p)),
+    "pearson": _by_target(lambda t, q: float(stats.pearsonr(t, q)[0]) if np.ptp(q) > 0 else 0.0),
+    "spearman": _by_target(lambda t, q: float(stats.spearmanr(t, q)[0]) if np.ptp(q) > 0 else 0.0),
+}
+assert (*LABEL_METRICS, *PROB_METRICS, *REGRESSION, "qwk") == METRIC_NAMES, "config.metric_names lists every metric"
 ACCURACY_WHEN_SINGLE_LABEL = frozenset({"accuracy", "f1_micro", "f1_samples", "jaccard"})
 """With one class per row (multiclass, binary) each of these is the share of rows classified right."""
 
@@ -157,6 +195,10 @@ def score(metric: str, y_true: np.ndarray, probs: np.ndarray, task: str, thresho
         KaggleMLCError: a metric the task has no meaning for (`metric_problem`).
     """
     check_metric(metric, task)
+    if task == "regression":  # `thresholds`: qwk's grade cuts (`grades`); the 0.5 default means none
+        if metric == "qwk":
+            return _qwk(y_true, probs, np.atleast_1d(thresholds) if np.ndim(thresholds) else None)
+        return REGRESSION[metric](np.asarray(y_true, dtype=np.float64), np.asarray(probs, dtype=np.float64))
     if metric in PROB_METRICS:
         return float(PROB_METRICS[metric](y_true, probs, task))
     return LABEL_METRICS[metric](*_class_matrices(y_true, hard_predictions(probs, task, thresholds), task))

@@ -22,6 +22,8 @@ from kagglemlc.scoring.sweep import LABELWISE
 
 
 def _named(cuts: np.ndarray, task: str, label_names: list[str]) -> dict[str, Any]:
+    if task == "regression":  # qwk: [lowest grade, cut points]; other metrics: none
+        return {"thresholds": {}, "grade_cuts": [float(c) for c in cuts]}
     mapping = {name: float(c) for name, c in zip(label_names, cuts, strict=True)}
     return {"thresholds": {}, "bias": mapping} if task == "multiclass" else {"thresholds": mapping}
 
@@ -65,7 +67,7 @@ class _ByFold:
         """The metric on all rows, each fold's decided with its own cuts (in `groups` order)."""
         if self.metric in PROB_METRICS or all(c is cuts_of_fold[0] for c in cuts_of_fold):
             return evaluate(self.y, self.probs, self.task, self.metric, cuts_of_fold[0])
-        hard = np.zeros_like(self.y, dtype=np.int8)
+        hard = np.zeros_like(self.y, dtype=np.float64 if self.task == "regression" else np.int8)
         for k, cuts in zip(self.groups, cuts_of_fold, strict=True):
             hard[self.fold == k] = apply_cuts(self.held(k)[1], self.task, cuts)
         return score(self.metric, self.y, hard, self.task)
@@ -137,8 +139,9 @@ def cut_report(
                 **_named(fold_cuts[-1], task, label_names),
             }
         )
-    is_prob = metric in PROB_METRICS
+    is_prob = metric in PROB_METRICS or task == "regression" and metric != "qwk"  # nothing to decide
     strategy = tuning["strategy"] if task != "multiclass" else "argmax+bias" if tuning["tune_bias"] else "argmax"
+    strategy = "grade cuts" if task == "regression" else strategy
     report = {
         "strategy": "none" if is_prob else strategy,
         "metric": metric,
@@ -151,5 +154,6 @@ def cut_report(
         "per_fold": per_fold,
     }
     if is_prob:
-        report["note"] = f"{metric} scores probabilities: thresholds cannot change it; 0.5 (argmax) is kept"
+        what = "scores" if task == "regression" else "probabilities"
+        report["note"] = f"{metric} scores {what}: thresholds cannot change it; nothing is tuned"
     return report

@@ -127,6 +127,8 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
     cfgs = [load_config(p) for p in config_paths]
     first = cfgs[0]
     metric, task = first.competition.metric, first.competition.task
+    if task == "regression" and method != "mean":
+        raise KaggleMLCError(f"--method {method}: regression blends scores as they are; use --method mean")
     if method == "rank" and metric == "log_loss":
         raise KaggleMLCError("--method rank gives ranks, not probabilities, and log_loss needs probabilities; use mean")
     for cfg in cfgs[1:]:

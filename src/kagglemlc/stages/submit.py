@@ -37,6 +37,7 @@ from kagglemlc.data.predictions import submitted_answers, submitted_test
 from kagglemlc.data.submissions import journal, log_lock, new_submission_path, read_log, write_log
 from kagglemlc.data.thresholds import read_thresholds, tuned_cv
 from kagglemlc.scoring.cuts import apply_cuts
+from kagglemlc.scoring.metrics import grades
 from kagglemlc.tasks.answers import answers_cv, answers_matrix, vote
 
 SCORES_PAGE_SIZE = 100
@@ -46,7 +47,7 @@ NO_CREDENTIALS = (
     "or set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN"
 )
 
-Values = Literal["labels", "probabilities", "text"]
+Values = Literal["labels", "probabilities", "text", "grades", "scores"]
 
 
 # ---- the frame -----------------------------------------------------------------------------------
@@ -94,7 +95,15 @@ def submission_frame(cfg: Config, data: CompetitionData) -> tuple[pd.DataFrame, 
             f"({', '.join(names[:8])}); submission.kind={cfg.submission.kind} needs {need} column"
         )
     values: Values
-    if cfg.submission.kind == "probabilities":
+    if data.task == "regression":  # one column per target: qwk's integer grades (kind labels), else the scores
+        if not wide:
+            raise KaggleMLCError(f"{comp.sample_submission}: needs one column per target ({', '.join(names[:8])})")
+        if cfg.competition.metric == "qwk" and cfg.submission.kind == "labels":
+            graded = apply_cuts(probs, data.task, read_thresholds(cfg.run_dir, names))
+            body, values = pd.DataFrame(grades(graded, data.y).astype(np.int64), columns=names), "grades"
+        else:
+            body, values = pd.DataFrame(probs.astype(np.float64), columns=names), "scores"
+    elif cfg.submission.kind == "probabilities":
         body, values = pd.DataFrame(probs.astype(np.float64), columns=names), "probabilities"
     else:
         if cfg.submission.from_ == "answers":  # generative: what the models wrote, by majority
@@ -148,6 +157,12 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, id_column: st
         if values == "labels":
             ok = pd.api.types.is_integer_dtype(cells) and cells.isin([0, 1]).all()
             expected = "0/1 integers"
+        elif values == "grades":
+            ok = pd.api.types.is_integer_dtype(cells)
+            expected = "integer grades"
+        elif values == "scores":
+            ok = pd.api.types.is_float_dtype(cells) and bool(np.isfinite(cells.to_numpy()).all())
+            expected = "finite numbers"
         elif values == "probabilities":
             ok = pd.api.types.is_float_dtype(cells) and cells.between(0, 1).all()
             expected = "probabilities in [0, 1]"

@@ -92,6 +92,17 @@ HISTORY_KEYS = ("step", "epoch", "train_loss", "metric", "metric_at_0.5", "lr")
 """What every evaluation records; a task's summary (`Task.summary`) adds its own keys beside these."""
 
 
+def start_at_the_mean(model: torch.nn.Module, y_train: np.ndarray) -> None:
+    """Regression: the output layer's bias starts at the training targets' mean (its weights near zero already), so
+    the first steps learn the texts, not the targets' offset (an essay score of 3 from an output of 0)."""
+    n = y_train.shape[1]
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == n]
+    with torch.no_grad():
+        for head in heads[-2:]:  # the head, and peft's trainable copy of it
+            if head.bias is not None:
+                head.bias.copy_(torch.as_tensor(y_train.mean(axis=0), dtype=head.bias.dtype))
+
+
 class FoldTrainer:
     """One fold's run with one seed: the model, its task (`kagglemlc.tasks`), optimiser and schedule; `fit()` trains
     it with the engine's loop, keeping the best model by the task's selection metric, then `finish()` predicts the
@@ -138,6 +149,8 @@ class FoldTrainer:
         self.tokenizer = build_tokenizer(cfg)
         resolve_defaults(cfg, data.train_texts, self.tokenizer)  # a no-op after `train` chose them
         self.model = build_model(cfg, data.label_names, data.task)
+        if data.task == "regression":
+            start_at_the_mean(self.model, data.y[train_rows])
         extra = np.arange(len(data.y), len(data.y) + (0 if taught is None else len(taught.texts)))
         self.train_rows, self.val_rows = np.concatenate([train_rows, extra]), val_rows
         self.task = make_task(cfg, self.tokenizer, data, self.train_rows, self.model.config.num_labels, taught)
@@ -217,7 +230,8 @@ class FoldTrainer:
         info(
             f"{self.name} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: "
             f"loss {entry['train_loss']:.4f} {name} {entry['metric']:.4f} {self.task.describe(entry)} / "
-            f"{entry['metric_at_0.5']:.4f} probabilities at 0.5 (best {p.best_metric:.4f} @ {p.best_step}) "
+            f"{entry['metric_at_0.5']:.4f} {'untuned' if self.data.task == 'regression' else 'probabilities at 0.5'} "
+            f"(best {p.best_metric:.4f} @ {p.best_step}) "
             f"{rate:.0f} samples/s"
         )
 
