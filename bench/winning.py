@@ -102,7 +102,7 @@ def submit(env: dict[str, str], log: Path, config: Path, *overrides: str) -> Pat
     """`kagglemlc submit`; returns the CSV it wrote (the newest in the experiment's submissions folder)."""
     kagglemlc(env, log, "submit", str(config), *overrides)
     folder = config.parent / yaml.safe_load(config.read_text())["submission"]["dir"]
-    return max(folder.glob("*.csv"), key=lambda p: p.stat().st_mtime_ns)
+    return max((p for p in folder.glob("*.csv") if p.name != "log.csv"), key=lambda p: p.stat().st_mtime_ns)
 
 
 def fold_seconds(run: Path, pattern: str = "fold[0-9]*/metrics.json") -> float:
