@@ -48,6 +48,10 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "model.truncation": ("head_tail", FROM_TRAIN),
     "competition.soft_labels": (True, ALL),
     "model.head_fraction": (0.5, FROM_TRAIN),
+    # pairs need an explicit max_length and a pair column, which one edit cannot give: marked train, checked in
+    # tests/test_pairs.py through a pair config
+    "competition.text_pair_column": ("NOT-EDITED", FROM_TRAIN),
+    "model.segment_budgets": ("NOT-EDITED", FROM_TRAIN),
     "model.revision": ("v1", FROM_TRAIN),
     "model.offline": (True, NOTHING),
     "model.cache_dir": ("hf-cache", NOTHING),

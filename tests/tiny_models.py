@@ -25,7 +25,7 @@ def make_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -35,6 +35,7 @@ def make_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=128,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],  # as BERT's: pairs carry segment ids
     )
     fast.save_pretrained(folder)
     return fast

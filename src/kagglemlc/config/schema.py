@@ -89,6 +89,9 @@ class CompetitionConfig(Section):
     """Column holding the row id (kept as a string end to end: leading zeros survive)."""
     text_column: str | list[str] = Field("text", json_schema_extra=TRAIN)
     """One column, a list of columns (joined with a space), or a template such as "{title} [SEP] {body}"."""
+    text_pair_column: str | list[str] | None = Field(None, json_schema_extra=TRAIN)
+    """A second text per row, encoded as a real pair with text_column ([CLS] text [SEP] pair [SEP], segment ids where
+    the model has them): a column, or a list of columns joined by the separator token (prompt + two responses)."""
     labels: Literal["auto"] | list[str] = Field("auto", json_schema_extra=PREPARE)
     """`auto` = the sample submission's columns except the id; or an explicit list of label names."""
     label_format: Literal["wide", "list"] = Field("wide", json_schema_extra=PREPARE)
@@ -131,6 +134,9 @@ class ModelConfig(Section):
     """Longest input in tokens; longer texts are truncated. auto: see Defaults."""
     truncation: Literal["right", "left", "head_tail"] = Field("right", json_schema_extra=TRAIN)
     """Which tokens of a longer text are kept: first (right), last (left) or both ends; generative prompts: right."""
+    segment_budgets: list[Annotated[int, Field(ge=1)]] | None = Field(None, json_schema_extra=TRAIN)
+    """Text pairs: the most tokens each segment keeps (text_column first, then each text_pair_column); default:
+    longest_first, the longest segment cut until the pair fits max_length."""
     head_fraction: float = Field(0.25, ge=0, le=1, json_schema_extra=TRAIN)
     """head_tail: the share of max_length given to the text's first tokens; the rest goes to its last tokens."""
     revision: str | None = Field(None, json_schema_extra=TRAIN)
@@ -343,6 +349,22 @@ class Config(Section):
             raise ValueError("competition.task: regression reads numeric wide target columns (label_format: wide)")
         if comp.task == "regression" and self.model.kind == "generative":
             raise ValueError("competition.task: regression needs a model with a head (model.kind encoder or decoder)")
+        pairs = comp.text_pair_column
+        n_pairs = 0 if pairs is None else 1 if isinstance(pairs, str) else len(pairs)
+        budgets = self.model.segment_budgets
+        if budgets is not None and len(budgets) != 1 + n_pairs:
+            raise ValueError(
+                f"model.segment_budgets: {len(budgets)} budgets for {1 + n_pairs} segment(s) (text_column, then each "
+                "competition.text_pair_column)"
+            )
+        if n_pairs and self.model.kind == "generative":
+            raise ValueError("competition.text_pair_column: generative prompts take one {text}; use a text template")
+        if n_pairs and self.model.max_length == AUTO:
+            raise ValueError("model.max_length: set it for text pairs (auto sizes one text, not the pair)")
+        if n_pairs and self.model.truncation != "right":
+            raise ValueError("model.truncation: text pairs keep each segment's first tokens (truncation: right)")
+        if n_pairs and train.pseudo_labels is not None:
+            raise ValueError("train.pseudo_labels: not with text pairs yet (the added rows have one text)")
         if comp.task == "multiclass" and train.loss != "ce":
             raise ValueError(f"train.loss: multiclass tasks use 'ce', not '{train.loss}'")
         if comp.task != "multiclass" and train.loss == "ce":

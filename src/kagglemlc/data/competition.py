@@ -53,6 +53,9 @@ class CompetitionData:
     test_texts: list[str] | None = None
     submission: pd.DataFrame | None = None
     """The sample submission as read (ids as strings), the template every submission must match."""
+    train_pairs: list[list[str]] | None = None
+    """With `competition.text_pair_column`: the second segment's texts, one list per pair column."""
+    test_pairs: list[list[str]] | None = None
     soft: np.ndarray | None = None
     """With `competition.soft_labels`: the (n, L) float32 targets the model learns; `y` is them rounded (≥ 0.5,
     or the most probable class for multiclass)."""
@@ -323,10 +326,19 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
         groups=groups,
         submission=submission,
         soft=soft,
+        train_pairs=_pairs(train, cfg, cfg.train, "train"),
     )
     if with_test and cfg.test is not None:
         _load_test(cfg, data)
     return data
+
+
+def _pairs(frame: pd.DataFrame, cfg: CompetitionConfig, path: Path, which: str) -> list[list[str]] | None:
+    """The texts of every `text_pair_column` (None without pairs)."""
+    columns = cfg.text_pair_column
+    if columns is None:
+        return None
+    return [build_texts(frame, c, path, f"{which} pair") for c in ([columns] if isinstance(columns, str) else columns)]
 
 
 def _check_task(cfg: CompetitionConfig, names: list[str], y: np.ndarray) -> None:
@@ -360,6 +372,7 @@ def _load_test(cfg: CompetitionConfig, data: CompetitionData) -> None:
     _check_ids(test[cfg.id_column], cfg.test, cfg.id_column)
     data.test_ids = test[cfg.id_column].to_numpy(dtype=object)
     data.test_texts = build_texts(test, cfg.text_column, cfg.test, "test")
+    data.test_pairs = _pairs(test, cfg, cfg.test, "test")
     if data.submission is not None:
         sub = data.submission
         require_columns(sub, [cfg.id_column], cfg.sample_submission, "competition.id_column")

@@ -26,6 +26,82 @@ class Encodings:
     lengths: np.ndarray
     pad_id: int
     padding_side: str = "right"
+    token_type_ids: list[list[int]] | None = None  # text pairs, for models that read segment ids
+
+
+def tokenize_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    segments: list[list[str]],
+    max_length: int,
+    budgets: list[int] | None = None,
+) -> Encodings:
+    """Token ids of text pairs: `texts` as the first segment, `segments` (one list of texts per further column)
+    joined by the separator token as the second, with the tokenizer's own pair template ([CLS] A [SEP] B [SEP],
+    segment ids 0 and 1 where the model reads them).
+
+    Truncation: with `budgets` (one token count per segment), each segment keeps at most its budget of first tokens;
+    without, `longest_first` as Hugging Face does it: the longest segments are cut until the whole fits max_length.
+    """
+    backend = tokenizer.backend_tokenizer
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    # the backend keeps the truncation and padding of the tokenizer's last call (post_process applies them too):
+    # off while the pairs are built here, then as they were
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_truncation()
+    backend.no_padding()
+    try:
+        ids, types = _pair_ids(tokenizer, texts, segments, max_length - special, budgets)
+    finally:
+        if truncation:
+            backend.enable_truncation(**truncation)
+        if padding:
+            backend.enable_padding(**{k: v for k, v in padding.items() if k != "length" or v is not None})
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    wants_types = "token_type_ids" in tokenizer.model_input_names
+    return Encodings(ids, lengths, pad_id, tokenizer.padding_side, types if wants_types else None)
+
+
+def _pair_ids(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    segments: list[list[str]],
+    room: int,
+    budgets: list[int] | None,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(ids, segment ids) of every pair (`tokenize_pairs`); `room`: the tokens left beside the special ones."""
+    backend = tokenizer.backend_tokenizer
+    sep = backend.encode(tokenizer.sep_token, add_special_tokens=False) if tokenizer.sep_token else None
+    columns = [backend.encode_batch(list(column), add_special_tokens=False) for column in [texts, *segments]]
+    room = max(room - (len(segments) - 1) * (len(sep.ids) if sep is not None else 0), len(columns))
+    ids, types = [], []
+    for row in zip(*columns, strict=True):
+        caps = budgets if budgets is not None else _longest_first([len(e.ids) for e in row], room)
+        for encoding, cap in zip(row, caps, strict=True):
+            encoding.truncate(cap)
+        parts = [row[1]]
+        for encoding in row[2:]:
+            parts += ([sep] if sep is not None else []) + [encoding]
+        pair = backend.post_process(row[0], type(row[0]).merge(parts, growing_offsets=True), add_special_tokens=True)
+        ids.append(pair.ids)
+        types.append(pair.type_ids)
+    return ids, types
+
+
+def _longest_first(lengths: list[int], room: int) -> list[int]:
+    """Each segment's kept length when the longest are cut first until they fit `room` tokens together."""
+    if sum(lengths) <= room:
+        return lengths
+    low, high = 0, max(lengths)  # the largest cap c with sum(min(length, c)) <= room
+    while low < high:
+        cap = (low + high + 1) // 2
+        low, high = (cap, high) if sum(min(n, cap) for n in lengths) <= room else (low, cap - 1)
+    kept = [min(n, low) for n in lengths]
+    for j in sorted(range(len(lengths)), key=lambda j: -lengths[j]):  # the tokens left over: longest first
+        if sum(kept) < room and lengths[j] > kept[j]:
+            kept[j] += 1
+    return kept
 
 
 def tokenize(
@@ -78,12 +154,16 @@ def collate(enc: Encodings, rows: np.ndarray, pad_to_multiple_of: int | None = N
         width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
     input_ids = torch.full((len(rows), width), enc.pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
+    types = None if enc.token_type_ids is None else torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         seq = enc.input_ids[row]
         span = slice(width - len(seq), width) if enc.padding_side == "left" else slice(0, len(seq))
         input_ids[i, span] = torch.as_tensor(seq, dtype=torch.long)
         attention[i, span] = 1
-    return {"input_ids": input_ids, "attention_mask": attention}
+        if types is not None:
+            types[i, span] = torch.as_tensor(enc.token_type_ids[row], dtype=torch.long)
+    batch = {"input_ids": input_ids, "attention_mask": attention}
+    return batch if types is None else {**batch, "token_type_ids": types}
 
 
 def length_grouped_batches(

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from kagglemlc.config import Config
 from kagglemlc.data.competition import CompetitionData
 from kagglemlc.data.teachers import Teaching
-from kagglemlc.engine.batching import Encodings, collate, tokenize
+from kagglemlc.engine.batching import Encodings, collate, tokenize, tokenize_pairs
 from kagglemlc.engine.inference import predict_probs
 from kagglemlc.models.losses import build_loss
 from kagglemlc.scoring.cuts import fit_cuts
@@ -53,6 +53,10 @@ class ClassifierTask:
         if split not in self._enc:
             texts = self.data.train_texts + self.extra_texts if split == "train" else self.data.test_texts
             m = self.cfg.model
+            pairs = self.data.train_pairs if split == "train" else self.data.test_pairs
+            if pairs is not None:  # text pairs: the second segment(s) beside each text
+                self._enc[split] = tokenize_pairs(self.tokenizer, texts, pairs, m.max_length, m.segment_budgets)
+                return self._enc[split]
             self._enc[split] = tokenize(
                 self.tokenizer, texts or [], m.max_length, truncation=m.truncation, head_fraction=m.head_fraction
             )
