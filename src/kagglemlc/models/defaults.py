@@ -43,18 +43,13 @@ class Choice:
 
 
 def is_sentence_embedding(cfg: Config) -> bool:
-    """Whether `model.name` is a sentence-transformers embedding checkpoint (a local folder, or the HF cache)."""
-
+    """Whether `model.name` is a sentence-transformers embedding checkpoint (its folder: local, or the hub snapshot);
+    False when the model cannot be had here (the command that needs it says why, once)."""
     try:
-        where = resolve_model_path(cfg)
+        where = Path(resolve_model_path(cfg))
     except KaggleMLCError:
         return False
-    if Path(where).is_dir():
-        return any((Path(where) / name).is_file() for name in SENTENCE_EMBEDDING_FILES)
-    from huggingface_hub import try_to_load_from_cache
-
-    cache = None if cfg.model.cache_dir is None else str(cfg.model.cache_dir)
-    return any(isinstance(try_to_load_from_cache(where, n, cache_dir=cache), str) for n in SENTENCE_EMBEDDING_FILES)
+    return any((where / name).is_file() for name in SENTENCE_EMBEDDING_FILES)
 
 
 def _family(cfg: Config) -> str:
