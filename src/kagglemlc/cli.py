@@ -136,11 +136,20 @@ def predict(
         "(what a student's train.distill reads), instead of the test rows.",
         show_default=False,
     ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Write the predictions here (fold{k}/, test.parquet, full/) and only read the run folder: for a "
+        "read-only copy such as a Kaggle dataset; folds.parquet is not needed.",
+        show_default=False,
+    ),
 ) -> None:
-    """Test-set probabilities from the saved fold models (fold{k}/test.parquet, then test.parquet; also full/)."""
+    """Test-set probabilities from the saved fold models (fold{k}/test.parquet, then test.parquet; also full/), with
+    rows/s and an ETA; `torchrun --nproc_per_node N -m kagglemlc predict ...` spreads the rows over N GPUs."""
     from kagglemlc.stages.predict import predict as run_predict
 
-    run_predict(_config(config, overrides), fold, train_rows=train_rows)
+    run_predict(_config(config, overrides), fold, train_rows=train_rows, out=out)
 
 
 @app.command()
