@@ -100,6 +100,9 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "thresholds.strategy": ("global", FROM_THRESHOLDS),
     "thresholds.value": (0.3, FROM_THRESHOLDS),
     "thresholds.multiclass_bias": (True, FROM_THRESHOLDS),
+    "predict.max_length": (64, FROM_PREDICT),  # the test rows are read again by the saved models
+    "predict.stride": (8, FROM_PREDICT),
+    "predict.pooling": ("max", FROM_PREDICT),
     "submission.kind": ("probabilities", {"submit"}),
     "submission.dir": ("other-submissions", {"submit"}),
     "submission.use": ("both", {"submit"}),

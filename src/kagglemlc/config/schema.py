@@ -60,7 +60,7 @@ PREPARE, PREPARE_FILE = affects("prepare"), affects("prepare", file=True)
 TRAIN = affects("train")
 FULL_FIT = affects("full-fit")  # adds a model beside the folds: never invalidates them
 GENERATIVE_TRAIN = affects("train", kinds=("generative",))
-PREDICT_FILE = affects("predict", file=True)
+PREDICT, PREDICT_FILE = affects("predict"), affects("predict", file=True)
 THRESHOLDS = affects("tune-thresholds")
 SUBMIT, SUBMIT_FILE = affects("submit"), affects("submit", file=True)
 GENERATIVE_SUBMIT = affects("submit", kinds=("generative",))
@@ -279,6 +279,16 @@ class ThresholdsConfig(Section):
     """Multiclass: tune an additive per-class bias on the OOF before the argmax."""
 
 
+class PredictConfig(Section):
+    max_length: int | None = Field(None, ge=8, json_schema_extra=PREDICT)
+    """Longest test input in tokens (default: model.max_length); reading more than training did often helps."""
+    stride: int | None = Field(None, ge=1, json_schema_extra=PREDICT)
+    """Sliding windows: a test text longer than the max_length is read in windows starting every `stride` tokens,
+    every token covered; the windows' probabilities are pooled per text."""
+    pooling: Literal["mean", "max"] = Field("mean", json_schema_extra=PREDICT)
+    """How the windows of one text are pooled."""
+
+
 class SubmissionConfig(Section):
     model_config = ConfigDict(**Section.model_config, validate_by_name=True)  # `from` is a Python keyword: from_
 
@@ -316,6 +326,7 @@ class Config(Section):
     adapter: AdapterConfig = AdapterConfig()
     train: TrainConfig = TrainConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    predict: PredictConfig = PredictConfig()
     submission: SubmissionConfig = SubmissionConfig()
     generation: GenerationConfig = GenerationConfig()
     output_dir: ResolvedPath | None = Field(None, json_schema_extra=NO_OUTPUT)
@@ -365,6 +376,9 @@ class Config(Section):
             raise ValueError("model.truncation: text pairs keep each segment's first tokens (truncation: right)")
         if n_pairs and train.pseudo_labels is not None:
             raise ValueError("train.pseudo_labels: not with text pairs yet (the added rows have one text)")
+        windows = self.predict.stride is not None or self.predict.max_length is not None
+        if windows and (self.model.kind == "generative" or n_pairs):
+            raise ValueError("predict: max_length and stride read one text with a classifier head (not pairs, prompts)")
         if comp.task == "multiclass" and train.loss != "ce":
             raise ValueError(f"train.loss: multiclass tasks use 'ce', not '{train.loss}'")
         if comp.task != "multiclass" and train.loss == "ce":

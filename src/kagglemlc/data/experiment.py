@@ -41,6 +41,15 @@ def content_digest(path: str | Path | None) -> str:
     return _digest(str(path), stat.st_size, stat.st_mtime_ns)
 
 
+def test_digest(cfg: Config) -> str:
+    """What a folder's test predictions come from: the test file's content, and the `predict` settings that read it
+    (as the content alone while they are the defaults)."""
+    p = cfg.predict
+    base = content_digest(cfg.competition.test)
+    read = (p.max_length, p.stride, p.pooling)
+    return base if read == (None, None, "mean") else f"{base}+{p.max_length}/{p.stride}/{p.pooling}"
+
+
 def _label_columns(cfg: Config) -> list[str] | None:
     """The sample submission's column names: with `labels: auto` they are the label names, so they decide the folds."""
     comp = cfg.competition

@@ -133,6 +133,31 @@ def tokenize(
     return Encodings(ids, np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), pad_id, tokenizer.padding_side)
 
 
+def tokenize_windows(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, stride: int, chunk: int = 4096
+) -> tuple[Encodings, np.ndarray]:
+    """Every text as windows of at most `max_length` tokens (its special tokens at both ends in each), starting
+    every `stride` content tokens, the last one ending at the text's end: every token is in a window. Returns the
+    windows and the text (index into `texts`) each belongs to; a short text is one window."""
+    special = set(tokenizer.all_special_ids)
+    ids: list[list[int]] = []
+    owner: list[int] = []
+    for start in range(0, len(texts), chunk):
+        for i, seq in enumerate(tokenizer(texts[start : start + chunk], truncation=False, padding=False)["input_ids"]):
+            lead = next((j for j, t in enumerate(seq) if t not in special), len(seq))
+            trail = next((j for j, t in enumerate(reversed(seq)) if t not in special), 0)
+            content, budget = seq[lead : len(seq) - trail], max(max_length - lead - trail, 1)
+            starts = list(range(0, max(len(content) - budget, 0) + 1, stride))
+            if starts[-1] + budget < len(content):
+                starts.append(len(content) - budget)
+            for first in starts:
+                ids.append(seq[:lead] + content[first : first + budget] + seq[len(seq) - trail :])
+                owner.append(start + i)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    return Encodings(ids, lengths, pad_id, tokenizer.padding_side), np.asarray(owner, dtype=np.int64)
+
+
 def _cut(seq: list[int], max_length: int, special: set[int], truncation: str, head_fraction: float) -> list[int]:
     """`seq` cut to `max_length` tokens, its leading and trailing special tokens kept (see `tokenize`)."""
     if len(seq) <= max_length:

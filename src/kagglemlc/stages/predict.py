@@ -24,7 +24,7 @@ from kagglemlc.core.console import info, is_main_process
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.paths import FULL_DIR, METRICS_FILE, MODEL_DIR, TEST_FILE, TRAIN_ROWS_FILE, fold_dir, seed_dirs
 from kagglemlc.data.competition import load_competition
-from kagglemlc.data.experiment import content_digest, guard_trained, record_settings, trained_commit
+from kagglemlc.data.experiment import guard_trained, record_settings, test_digest, trained_commit
 from kagglemlc.data.folds import fold_of_rows
 from kagglemlc.data.predictions import (
     average_files,
@@ -73,7 +73,7 @@ def predict(
         guard_trained(cfg)  # the saved models must be the config's: the same text column, max_length, ...
         if out is None:
             record_settings(cfg)  # the test file these predictions come from
-    digest = content_digest(cfg.competition.test)
+    digest = test_digest(cfg)  # the test file's content and the predict settings
     folders = _model_folders(cfg, fold, train_rows, (cfg.run_dir / FULL_DIR / METRICS_FILE).is_file())
     if only_stale and not train_rows:
         folders = [f for f in folders if not test_is_current(f, digest)]

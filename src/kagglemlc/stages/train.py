@@ -49,7 +49,7 @@ from kagglemlc.core.paths import (
     seed_dirs,
 )
 from kagglemlc.data.competition import CompetitionData, load_competition
-from kagglemlc.data.experiment import content_digest, guard_trained, record_settings, trained_commit
+from kagglemlc.data.experiment import guard_trained, record_settings, test_digest, trained_commit
 from kagglemlc.data.folds import ensure_folds, fold_of_rows
 from kagglemlc.data.predictions import (
     TEST_DIGEST,
@@ -294,7 +294,7 @@ class FoldTrainer:
                     "predict_seconds": round(predict_seconds, 2),
                     "predict_samples_per_second": round(n_test / max(predict_seconds, 1e-9), 2),
                     "reload_seconds": round(reload_seconds, 2),
-                    TEST_DIGEST: content_digest(self.cfg.competition.test),
+                    TEST_DIGEST: test_digest(self.cfg),
                     "precision": resolve_precision(self.cfg.train.precision),
                     "processes": acc.num_processes,
                     "peak_memory_mb": peak_memory_mb(acc.device),

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from kagglemlc.config import Config
 from kagglemlc.data.competition import CompetitionData
 from kagglemlc.data.teachers import Teaching
-from kagglemlc.engine.batching import Encodings, collate, tokenize, tokenize_pairs
+from kagglemlc.engine.batching import Encodings, collate, tokenize, tokenize_pairs, tokenize_windows
 from kagglemlc.engine.inference import predict_probs
 from kagglemlc.models.losses import build_loss
 from kagglemlc.scoring.cuts import fit_cuts
@@ -57,8 +57,9 @@ class ClassifierTask:
             if pairs is not None:  # text pairs: the second segment(s) beside each text
                 self._enc[split] = tokenize_pairs(self.tokenizer, texts, pairs, m.max_length, m.segment_budgets)
                 return self._enc[split]
+            longest = (self.cfg.predict.max_length or m.max_length) if split == "test" else m.max_length
             self._enc[split] = tokenize(
-                self.tokenizer, texts or [], m.max_length, truncation=m.truncation, head_fraction=m.head_fraction
+                self.tokenizer, texts or [], longest, truncation=m.truncation, head_fraction=m.head_fraction
             )
         return self._enc[split]
 
@@ -73,7 +74,22 @@ class ClassifierTask:
     def predict(
         self, model: torch.nn.Module, split: str, rows: np.ndarray, accelerator: Accelerator, batch_size: int
     ) -> Predictions:
-        return Predictions(predict_probs(model, self.encodings(split), rows, accelerator, batch_size, self.data.task))
+        """Probabilities of `rows`; test rows with `predict.stride` are read in windows, pooled per row."""
+        p, task = self.cfg.predict, self.data.task
+        if split != "test" or p.stride is None:
+            return Predictions(predict_probs(model, self.encodings(split), rows, accelerator, batch_size, task))
+        if "windows" not in self._enc:
+            max_length = p.max_length or self.cfg.model.max_length
+            texts = self.data.test_texts or []
+            self._enc["windows"], self._owner = tokenize_windows(self.tokenizer, texts, max_length, p.stride)
+        wanted = np.flatnonzero(np.isin(self._owner, rows))
+        probs = predict_probs(model, self._enc["windows"], wanted, accelerator, batch_size, task)
+        owner = self._owner[wanted]
+        pooled = np.empty((len(rows), probs.shape[1]), dtype=np.float32)
+        for i, row in enumerate(rows):
+            mine = probs[owner == row]
+            pooled[i] = mine.max(axis=0) if p.pooling == "max" else mine.mean(axis=0)
+        return Predictions(pooled)
 
     def selection_metric(self, y: np.ndarray, predicted: Predictions) -> float:
         return tuned_metric(self.cfg, self.data.task, y, predicted.probs)
