@@ -52,6 +52,9 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     # tests/test_pairs.py through a pair config
     "competition.text_pair_column": ("NOT-EDITED", FROM_TRAIN),
     "model.segment_budgets": ("NOT-EDITED", FROM_TRAIN),
+    "export.wheels": (["six"], NOTHING),
+    "export.dataset": ("someone/minilm-bundle", NOTHING),
+    "export.kernel": ("someone/minilm-inference", NOTHING),
     "model.revision": ("v1", FROM_TRAIN),
     "model.offline": (True, NOTHING),
     "model.cache_dir": ("hf-cache", NOTHING),

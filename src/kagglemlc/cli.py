@@ -228,6 +228,33 @@ def ensemble(
 
 
 @app.command()
+def export(
+    configs: list[Path] = typer.Argument(
+        None,
+        help="Experiments or blends (YAML or <output_dir>/config.yaml; default ./kagglemlc.yaml); the notebook submits "
+        "the first.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="A new folder: out/dataset/ and out/kernel/."),
+    push: bool = typer.Option(
+        False, "--push", help="Then upload the dataset (a new version if it exists) and push the notebook to Kaggle."
+    ),
+    merge: bool = typer.Option(
+        True, "--merge/--no-merge", help="Merge LoRA/IA3 adapters into the base per fold, or keep the base once."
+    ),
+) -> None:
+    """A Kaggle inference bundle: every fold's model (LoRA merged), thresholds, blend weights, the kagglemlc wheel and
+    export.wheels, and a notebook that installs offline and writes /kaggle/working/submission.csv."""
+    from kagglemlc.stages.export import export as run_export
+    from kagglemlc.stages.publish import push_bundle
+
+    paths = configs or [DEFAULT_CONFIG]
+    bundle = run_export(paths, out, merge=merge)
+    if push:
+        push_bundle(load_config(paths[0]), bundle)
+
+
+@app.command()
 def submit(
     config: Path = CONFIG_ARG,
     overrides: list[str] = OVERRIDES_ARG,
@@ -236,14 +263,30 @@ def submit(
     refresh_scores: bool = typer.Option(
         False, "--refresh-scores", help="Instead: fetch public scores from Kaggle into submissions/log.csv."
     ),
+    kernel: str | None = typer.Option(
+        None,
+        "--kernel",
+        help="Instead: a code submission of this notebook (OWNER/SLUG, e.g. pushed by `export --push`), logged.",
+        show_default=False,
+    ),
+    kernel_version: int | None = typer.Option(
+        None, "--version", help="With --kernel: the notebook's version (default: its latest).", show_default=False
+    ),
 ) -> None:
-    """Write the submission CSV, validated against the sample submission, and log it; --upload sends it to Kaggle."""
+    """Write the submission CSV, validated against the sample submission, and log it; --upload sends it to Kaggle;
+    --kernel makes a code competition's submission from a notebook instead."""
     from kagglemlc.stages.submit import refresh_scores as run_refresh_scores
     from kagglemlc.stages.submit import submit as run_submit
 
     cfg = _config(config, overrides)
+    if kernel_version is not None and kernel is None:
+        raise KaggleMLCError("--version is the notebook's version: use it with --kernel OWNER/SLUG")
     if refresh_scores:
         run_refresh_scores(cfg)
+    elif kernel is not None:
+        from kagglemlc.stages.publish import submit_kernel
+
+        submit_kernel(cfg, kernel, kernel_version, message)
     else:
         run_submit(cfg, message, upload)
 

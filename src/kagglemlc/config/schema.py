@@ -319,6 +319,25 @@ class GenerationConfig(Section):
     """Tokens generated per answer; default: the longest answer in the training data, plus a few."""
 
 
+# What a Kaggle image lacks, or holds older than kagglemlc's floors, going by Kaggle's published image
+# requirements (github.com/Kaggle/docker-python, kaggle_requirements.txt): no iterative-stratification or
+# bitsandbytes, scikit-learn pinned at 1.2.2, matplotlib below 3.8.
+KAGGLE_MISSING = ["iterative-stratification", "bitsandbytes", "scikit-learn", "matplotlib"]
+
+
+class ExportConfig(Section):
+    wheels: list[str] = Field(KAGGLE_MISSING, json_schema_extra=NO_OUTPUT)
+    """`kagglemlc export`: packages shipped in the bundle as wheels besides kagglemlc (each at the version installed
+    here, built with `pip wheel --no-deps`): what the Kaggle image lacks or holds too old. Add any package that the
+    notebook's offline `pip install` names as missing; binary wheels are for this machine's Python version."""
+    dataset: str | None = Field(None, json_schema_extra=NO_OUTPUT)
+    """`export --push`: the Kaggle dataset OWNER/SLUG the bundle is uploaded to (created, then a new version on each
+    push); default: <your Kaggle user>/<name>-kagglemlc."""
+    kernel: str | None = Field(None, json_schema_extra=NO_OUTPUT)
+    """`export --push`: the notebook OWNER/SLUG pushed with the bundle and the competition attached; default:
+    <your Kaggle user>/<name>-inference."""
+
+
 class Config(Section):
     competition: CompetitionConfig
     cv: CVConfig = CVConfig()
@@ -329,6 +348,7 @@ class Config(Section):
     predict: PredictConfig = PredictConfig()
     submission: SubmissionConfig = SubmissionConfig()
     generation: GenerationConfig = GenerationConfig()
+    export: ExportConfig = ExportConfig()
     output_dir: ResolvedPath | None = Field(None, json_schema_extra=NO_OUTPUT)
     """The experiment's directory; default: runs/<config file name> next to the config."""
     name: str | None = Field(None, json_schema_extra=SUBMIT)

@@ -58,6 +58,21 @@ BEST_CONFIG = "best.yaml"  # the best trial's config, ready for `kagglemlc run`
 BEST_DIR = "best"  # best.yaml's output_dir, in the search's folder
 
 
+# `kagglemlc export --out DIR`: DIR/dataset/ is the Kaggle dataset, DIR/kernel/ the notebook `kaggle kernels push` takes
+#   dataset/  dataset-metadata.json  kagglemlc-bundle.json  inference.ipynb  inference.py  wheels/
+#             <experiment>/ config.yaml thresholds.json <train file> fold{k}/[seed{s}/]model/ full/ [base/]
+#             <blend>/ config.yaml thresholds.json
+#   kernel/   kernel-metadata.json  inference.ipynb
+BUNDLE_DATASET_DIR, BUNDLE_KERNEL_DIR = "dataset", "kernel"
+BUNDLE_MANIFEST = "kagglemlc-bundle.json"  # what the bundle holds: experiments, blends, the competition's file names
+BUNDLE_WHEELS_DIR = "wheels"  # kagglemlc and export.wheels, for an offline pip install
+BUNDLE_BASE_DIR = "base"  # an experiment's base model, stored once when its folds keep an adapter or a head
+NOTEBOOK_FILE, SCRIPT_FILE = "inference.ipynb", "inference.py"
+DATASET_METADATA, KERNEL_METADATA = "dataset-metadata.json", "kernel-metadata.json"  # the kaggle client's names
+KAGGLE_SUBMISSION = "submission.csv"  # what a code competition reads from /kaggle/working/
+BUNDLE_WORK_DIR = "kagglemlc"  # under /kaggle/working/: each experiment's predictions, one folder each
+
+
 def fold_dir(run_dir: Path, fold: int) -> Path:
     """The folder of one fold's outputs: model/, checkpoint/, oof.parquet, test.parquet, metrics.json."""
     return run_dir / f"fold{fold}"
