@@ -179,6 +179,19 @@ def test_unmerged_adapters_keep_the_base_once_and_predict_the_same(experiments, 
     np.testing.assert_allclose(probs["merged"][LABELS], probs["kept"][LABELS], atol=1e-5)
 
 
+
+def test_several_gpus_predict_under_torchrun_one_process_each(experiments, tmp_path, monkeypatch, capfd):
+    """With 2 GPUs the notebook launches `torchrun --nproc_per_node 2 -m kagglemlc predict ... --out`: here with
+    two CPU processes (gloo), as the machine has no GPU. The CSV is still the one `submit` wrote."""
+    out = export([experiments["configs"]["encoder"]], tmp_path / "bundle")
+    kaggle_input = _kaggle_input(tmp_path / "input", experiments["comp"], out)
+    monkeypatch.setattr("kagglemlc.stages.notebook.torch.cuda.device_count", lambda: 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    written = predict_bundle(kaggle_input / "toy-bundle", input_dir=kaggle_input, working=tmp_path / "working")
+    assert written.read_bytes() == experiments["csv"]["encoder"].read_bytes()
+    err = capfd.readouterr().err
+    assert "encoder: 2 GPUs, one process each" in err and err.count("rows/s") == 3  # the main process's lines
+
 def test_competition_files_are_found_under_the_slug_else_by_name(tmp_path):
     (tmp_path / SLUG).mkdir()
     (tmp_path / SLUG / "test.csv").write_text("id\n")
