@@ -114,6 +114,11 @@ def _kaggle_input(root: Path, comp: Path, bundle: Path) -> Path:
     return root
 
 
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under `folder`, with its size (files) and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*"))}
+
+
 def test_bundle_holds_merged_folds_thresholds_and_a_notebook(experiments, tmp_path):
     out = export([experiments["configs"]["blend-mix"]], tmp_path / "bundle")
     dataset = out / "dataset"
@@ -154,11 +159,13 @@ def test_notebook_code_writes_the_submit_csv_for_each_in_process(experiments, tm
     out = export(list(experiments["configs"].values()), tmp_path / "bundle")
     assert json.loads((out / "dataset" / "kagglemlc-bundle.json").read_text())["submit"] == "encoder"
     kaggle_input = _kaggle_input(tmp_path / "input", experiments["comp"], out)
+    before = _snapshot(kaggle_input)
     for name, expected in experiments["csv"].items():
         working = tmp_path / "working" / name
         written = predict_bundle(kaggle_input / "toy-bundle", name, input_dir=kaggle_input, working=working)
         assert written == working / "submission.csv"
         assert written.read_bytes() == expected.read_bytes(), name
+    assert _snapshot(kaggle_input) == before  # /kaggle/input is read-only on Kaggle: nothing written there
 
 
 def test_unmerged_adapters_keep_the_base_once_and_predict_the_same(experiments, tmp_path):

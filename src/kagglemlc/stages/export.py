@@ -255,15 +255,18 @@ def _finish_config(bundled: Config, extra_meta: dict[str, Any] | None = None) ->
     _write_bundle_config(bundled, stages, extra_meta)
 
 
-def _bundle_blend(blend: dict[str, Any], folder: Path, train_file: Path) -> None:
-    """A blend's config and thresholds; its competition files are its first member's (`train_file`: the bundle's
-    copy)."""
+def _bundle_blend(blend: dict[str, Any], folder: Path, member: Path) -> None:
+    """A blend's config and thresholds; its competition files are the bundle's copies in its first member's folder
+    (`member`)."""
     cfg: Config = blend["config"]
     folder.mkdir(parents=True)
     shutil.copy2(cfg.run_dir / THRESHOLDS_FILE, folder / THRESHOLDS_FILE)
     bundled = cfg.model_copy(deep=True)
     bundled.output_dir = folder
-    bundled.competition.train = train_file
+    for key in ("train", "label_names_file"):
+        source = getattr(cfg.competition, key)
+        if source is not None:
+            setattr(bundled.competition, key, member / source.name)
     bundled.submission.use = "folds"  # the blend's test.parquet: what ensemble writes and the notebook too
     _finish_config(bundled, {"ensemble": {k: blend[k] for k in ("members", "weights", "method")}})
 
@@ -477,8 +480,7 @@ def _export(config_paths: Sequence[str | Path], out: Path, merge: bool) -> Path:
     for name, cfg in experiments.items():
         manifest["experiments"][name] = _bundle_experiment(cfg, dataset / name, merge)
     for name, blend in blends.items():
-        first_member = experiments[blend["members"][0]]
-        _bundle_blend(blend, dataset / name, dataset / first_member.name / first_member.competition.train.name)
+        _bundle_blend(blend, dataset / name, dataset / blend["members"][0])
     wheels = build_wheels(dataset / BUNDLE_WHEELS_DIR, first.export.wheels)
     manifest["wheels"] = [w.name for w in wheels]
     write_json(dataset / BUNDLE_MANIFEST, manifest)
