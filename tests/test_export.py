@@ -199,6 +199,33 @@ def test_several_gpus_predict_under_torchrun_one_process_each(experiments, tmp_p
     err = capfd.readouterr().err
     assert "encoder: 2 GPUs, one process each" in err and err.count("rows/s") == 3  # the main process's lines
 
+
+def test_seeds_and_full_fit_are_bundled_and_submitted_as_submit_does(tmp_path):
+    """fold{k}/seed{s}/ models averaged per fold, full/seed{s}/ too, submission.use both: the mean of the two."""
+    encoder = make_encoder(tmp_path / "bert", "bert")
+    config = make_competition(
+        tmp_path / "comp",
+        n_train=45,
+        n_test=9,
+        config={
+            "competition": {"slug": SLUG},
+            "model": {"name": str(encoder), "max_length": 32},
+            "train": {**TRAIN, "max_steps": 2, "seeds": [1, 2], "full_fit": True},
+            "submission": {"use": "both"},
+        },
+    )
+    _kagglemlc("run", config)
+    expected = _last_submission(tmp_path / "comp" / "submissions", "run")
+    out = export([config], tmp_path / "bundle")
+    dataset = out / "dataset" / "run"
+    assert sorted(str(p.relative_to(dataset)) for p in dataset.glob("**/model")) == [
+        f"{folder}/seed{s}/model" for folder in ("fold0", "fold1", "fold2", "full") for s in (1, 2)
+    ]
+    kaggle_input = _kaggle_input(tmp_path / "input", tmp_path / "comp", out)
+    written = predict_bundle(kaggle_input / "toy-bundle", input_dir=kaggle_input, working=tmp_path / "working")
+    assert written.read_bytes() == expected.read_bytes()
+    assert (tmp_path / "working" / "kagglemlc" / "run" / "full" / "test.parquet").is_file()
+
 def test_competition_files_are_found_under_the_slug_else_by_name(tmp_path):
     (tmp_path / SLUG).mkdir()
     (tmp_path / SLUG / "test.csv").write_text("id\n")
