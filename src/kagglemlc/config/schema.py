@@ -149,6 +149,20 @@ class ModelConfig(Section):
     $HF_HUB_CACHE or $HF_HOME/hub)."""
     trust_remote_code: bool = Field(False, json_schema_extra=TRAIN)
     """Run Python code shipped with the model. Off unless you trust the model's source."""
+    pooling: Literal["cls", "mean", "max", "attention"] | None = Field(None, json_schema_extra=TRAIN)
+    """Encoders: null = the checkpoint's own classification head (it reads the first token, through BERT's pooler,
+    RoBERTa's and ELECTRA's dense layer or DeBERTa's context pooler); cls | mean | max | attention = kagglemlc's head
+    instead: the last hidden states pooled (the first token; mean or max over the real tokens; a learned softmax
+    weighting of them), then dropout and one linear layer."""
+    head_dropouts: int = Field(1, ge=1, json_schema_extra=TRAIN)
+    """Multi-sample dropout (with model.pooling set): in training the head's linear layer reads the pooled vector
+    under this many dropout masks and the logits are averaged; prediction is unchanged."""
+    reinit_layers: int = Field(0, ge=0, json_schema_extra=TRAIN)
+    """Encoders, adapter.method none: re-initialise the top N layers (the model's own initialisation) before
+    training."""
+    freeze_layers: int | None = Field(None, ge=0, json_schema_extra=TRAIN)
+    """Encoders, adapter.method none: freeze the embeddings and the bottom N layers (0: the embeddings only; null:
+    nothing frozen)."""
 
 
 class AdapterConfig(Section):
@@ -202,6 +216,9 @@ class TrainConfig(Section):
     """Peak learning rate. auto: by model kind and adapter (see Defaults)."""
     head_lr: Annotated[float, Field(gt=0)] | None | Auto = Field(AUTO, json_schema_extra=TRAIN)
     """Peak learning rate of the new classification head (null: `lr`). auto: by checkpoint type (see Defaults)."""
+    llrd: float | None = Field(None, gt=0, le=1, json_schema_extra=TRAIN)
+    """Encoders: layer-wise learning-rate decay. The top layer learns at `lr`, each layer below at `llrd` times the
+    one above, the embeddings lowest (lr · llrd^n_layers); the head keeps head_lr. null: one rate for the body."""
     weight_decay: float = Field(0.01, ge=0, json_schema_extra=TRAIN)
     """AdamW weight decay (not applied to biases and norms)."""
     batch_size: Annotated[int, Field(ge=1)] | Auto = Field(AUTO, json_schema_extra=TRAIN)
@@ -418,11 +435,32 @@ class Config(Section):
             raise ValueError("train.full_fit: not with distill or pseudo_labels (their targets are made per fold)")
         if train.seeds is not None and (not train.seeds or len(set(train.seeds)) != len(train.seeds)):
             raise ValueError(f"train.seeds: {train.seeds} repeats a seed or lists none; list each seed once")
+        self._check_encoder_switches()
         if self.model.kind == "generative" and self.adapter.method == "head":
             raise ValueError(
                 "adapter.method: 'head' trains a classification head; generative models use lora, qlora, ia3 or none"
             )
         return self
+
+    def _check_encoder_switches(self) -> None:
+        m, method = self.model, self.adapter.method
+        switched = {
+            "model.pooling": m.pooling is not None,
+            "model.head_dropouts": m.head_dropouts > 1,
+            "model.reinit_layers": m.reinit_layers > 0,
+            "model.freeze_layers": m.freeze_layers is not None,
+            "train.llrd": self.train.llrd is not None,
+        }
+        on = [key for key, value in switched.items() if value]
+        if on and m.kind != "encoder":
+            raise ValueError(f"{on[0]}: an encoder switch (BERT, RoBERTa, DeBERTa, ELECTRA), not model.kind {m.kind}")
+        if switched["model.head_dropouts"] and m.pooling is None:
+            raise ValueError("model.head_dropouts: multi-sample dropout runs kagglemlc's head; set model.pooling")
+        for key in ("model.reinit_layers", "model.freeze_layers"):
+            if switched[key] and method != "none":
+                raise ValueError(f"{key}: for full fine-tuning (adapter.method none); {method} freezes the body itself")
+        if switched["train.llrd"] and method == "head":
+            raise ValueError("train.llrd: adapter.method head trains the head alone; no layers to decay")
 
     @property
     def run_dir(self) -> Path:

@@ -19,6 +19,10 @@ from the tokenizer's own tokens (no new embedding), written to the model's confi
 on the right. `adapter.method` decides what trains: everything (`none`), LoRA on a base in the
 compute dtype (`lora`) or in 4-bit NF4 (`qlora`), IA3, or the head alone (`head`). The head always
 trains, in fp32, and is saved with the adapter.
+
+Encoder switches (encoder_switches.py): with `model.pooling` an encoder gets kagglemlc's pooling head in place of
+its own (a subclass of its own class), saved and reloaded the same way; `model.reinit_layers` and
+`model.freeze_layers` change only the model to train (a reloaded fold reads every weight back).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from peft.utils import (
 )
 from safetensors.torch import load_file, save_file
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -48,6 +53,7 @@ from kagglemlc.config import Config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.paths import CONFIG_FILE
 from kagglemlc.data.competition import CompetitionData
+from kagglemlc.models.encoder_switches import freeze_bottom, pooling_head_class, reinit_top_layers
 from kagglemlc.models.hub import hub_offline, hub_snapshot
 from kagglemlc.models.precision import resolve_precision
 
@@ -266,6 +272,9 @@ def load_base(cfg: Config, label_names: list[str], task: str, path: str | None =
     auto_class = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
     source = path or resolve_model_path(cfg)
     try:
+        if cfg.model.pooling is not None:  # kagglemlc's head in place of the checkpoint's own (encoder_switches.py)
+            config = AutoConfig.from_pretrained(source, **cache_kwargs(cfg))
+            auto_class = pooling_head_class(config, cfg.model.pooling, cfg.model.head_dropouts)
         model = auto_class.from_pretrained(
             source,
             # a frozen base computes in the compute dtype; weights that train keep fp32 master copies
@@ -306,6 +315,11 @@ def build_model(cfg: Config, label_names: list[str], task: str) -> PreTrainedMod
         task: multilabel | multiclass | binary.
     """
     model = load_base(cfg, label_names, task)
+    m = cfg.model
+    if m.reinit_layers:
+        reinit_top_layers(model, m.reinit_layers)
+    if m.freeze_layers is not None:
+        freeze_bottom(model, m.freeze_layers, m.reinit_layers)
     if cfg.adapter.gradient_checkpointing and cfg.adapter.method != "head":  # head: nothing to backprop through
         model.activation_checkpointing_enable()  # non-reentrant: works with a frozen base and adapters
     peft_config = build_peft_config(cfg, model)
