@@ -174,6 +174,10 @@ def compute_dtype(cfg: Config) -> torch.dtype:
     return COMPUTE_DTYPES[resolve_precision(cfg.train.precision)]
 
 
+HEAD_NAMES = ("classifier", "pooler", "score", "head", "pre_classifier", "qa_outputs", "lm_head")
+"""Module names of output heads across architectures (a causal LM's lm_head too), kept out of 4-bit quantization."""
+
+
 def build_quantization_config(cfg: Config) -> BitsAndBytesConfig | None:
     """4-bit NF4 with double quantization for `adapter.method: qlora`; None otherwise."""
     if cfg.adapter.method != "qlora":
@@ -183,6 +187,9 @@ def build_quantization_config(cfg: Config) -> BitsAndBytesConfig | None:
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype(cfg),
+        # the classification head (and BERT's pooler before it) stays in full precision: a 4-bit head cannot train
+        # or save, and transformers skips only the output layer it recognises (a decoder's score, not these)
+        llm_int8_skip_modules=list(HEAD_NAMES),
     )
 
 
