@@ -1,7 +1,7 @@
 """Issue 16's inference numbers: `predict` rows/s of a merged vs an unmerged LoRA fold on the CPU, and the size of an
 exported bundle per model kind.
 
-    python bench/export_bundle.py                 # → /tmp/kagglemlc-export-bench/ (2,000 rows: ~1.5 h when shared)
+    python bench/export_bundle.py                 # → /tmp/kagglemlc-export-bench/ (2,000 test rows, 2 runs: not timed)
     python bench/export_bundle.py --rows 600 --repeat 3   # the run in bench/README.md (~40 min on 2 shared cores)
 
 Experiments, each 2 folds trained for one optimiser step (speed and size do not depend on the weights' values), fp32:
