@@ -20,7 +20,7 @@ committed HEAD unless --src worktree):
   distill    the defaults + train.distill from seeds3 (the stronger experiment), after
              `kagglemlc predict seeds3 --train-rows`
   pseudo     the defaults + train.pseudo_labels from seeds3 (the holdout's texts, soft labels of seeds3's fold k)
-  stack      `kagglemlc ensemble seeds3 pseudo --method stack`
+  stack      `kagglemlc ensemble seeds3 pseudo --method stack` (defaults + seeds3 when the pseudo row is skipped)
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--holdout", type=int, default=1500, help="labelled holdout rows (default: %(default)s)")
     ap.add_argument("--src", default="head", help="head (snapshot of HEAD), worktree, or a commit")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip", default="", help="rows not to run, comma-separated: distill, pseudo")
     args = ap.parse_args(argv)
     out = args.out
     labels = make_sample(out, args.holdout, seed=7) if not (out / "holdout_labels.csv").is_file() else None
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         wall = round(sum(per_seed.values()), 1)
         rows["+ 3 seeds"] = {**cv(run), "holdout": hold, "wall_s": wall, "per_seed_s": per_seed}
         save()
-    if "+ distillation" not in rows:
+    skip = set(filter(None, args.skip.split(",")))
+    if "+ distillation" not in rows and "distill" not in skip:
         predict_s = kagglemlc(env, log, "predict", str(configs["seeds3"]), "--train-rows")
         kagglemlc(env, log, "train", str(configs["distill"]))
         kagglemlc(env, log, "tune-thresholds", str(configs["distill"]))
@@ -172,19 +174,21 @@ def main(argv: list[str] | None = None) -> None:
         rows["+ distillation"] = {**cv(runs["distill"]), "holdout": hold, "wall_s": wall}
         rows["+ distillation"]["teacher_predict_s"] = round(predict_s, 1)
         save()
-    if "+ pseudo-labels" not in rows:
+    if "+ pseudo-labels" not in rows and "pseudo" not in skip:
         kagglemlc(env, log, "train", str(configs["pseudo"]))
         kagglemlc(env, log, "tune-thresholds", str(configs["pseudo"]))
         hold = holdout_score(submit(env, log, configs["pseudo"]), truth, labels)
         rows["+ pseudo-labels"] = {**cv(runs["pseudo"]), "holdout": hold, "wall_s": fold_seconds(runs["pseudo"])}
         save()
-    if "stack (3 seeds + pseudo-labels)" not in rows:
-        members = [str(configs["seeds3"]), str(configs["pseudo"])]
+    pair = ("seeds3", "pseudo") if "+ pseudo-labels" in rows else ("defaults", "seeds3")
+    stack_row = f"stack ({' + '.join(pair)})"
+    if stack_row not in rows:
+        members = [str(configs[name]) for name in pair]
         wall = kagglemlc(env, log, "ensemble", *members, "--method", "stack", "--name", "stack")
         blend = out / "runs" / "blend-stack"
         csv = submit(env, log, blend / "config.yaml", f"submission.dir={blend / 'submissions'}")
         hold = holdout_score(csv, truth, labels)
-        rows["stack (3 seeds + pseudo-labels)"] = {**cv(blend), "holdout": hold, "wall_s": round(wall, 1)}
+        rows[stack_row] = {**cv(blend), "holdout": hold, "wall_s": round(wall, 1)}
         save()
     print(table(results))
 
