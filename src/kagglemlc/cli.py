@@ -162,7 +162,8 @@ def run(
         False, "--restart", help="Discard folds trained with other settings and retrain (never without this)."
     ),
 ) -> None:
-    """The whole chain: prepare, train every fold, predict, tune thresholds, submit; current stages are skipped.
+    """The whole chain: prepare, train every fold, the full fit (train.full_fit), predict, tune thresholds, submit;
+    current stages are skipped.
 
     An edit redoes exactly the stages it changes (a new test file: test predictions from the saved models).
     Stops, deleting nothing, when an edit would invalidate trained folds (--restart, or a new output_dir)."""
