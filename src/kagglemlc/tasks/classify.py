@@ -84,11 +84,17 @@ class ClassifierTask:
             self._enc["windows"], self._owner = tokenize_windows(self.tokenizer, texts, max_length, p.stride)
         wanted = np.flatnonzero(np.isin(self._owner, rows))
         probs = predict_probs(model, self._enc["windows"], wanted, accelerator, batch_size, task)
-        owner = self._owner[wanted]
-        pooled = np.empty((len(rows), probs.shape[1]), dtype=np.float32)
-        for i, row in enumerate(rows):
-            mine = probs[owner == row]
-            pooled[i] = mine.max(axis=0) if p.pooling == "max" else mine.mean(axis=0)
+        # each window's position in `rows`, then one pass over the windows (not one scan of them per row)
+        slot = np.empty(int(self._owner.max()) + 1, dtype=np.int64)
+        slot[rows] = np.arange(len(rows))
+        at = slot[self._owner[wanted]]
+        if p.pooling == "max":
+            pooled = np.full((len(rows), probs.shape[1]), -np.inf, dtype=np.float32)
+            np.maximum.at(pooled, at, probs)
+        else:
+            pooled = np.zeros((len(rows), probs.shape[1]), dtype=np.float32)
+            np.add.at(pooled, at, probs)
+            pooled /= np.bincount(at, minlength=len(rows))[:, None]
         return Predictions(pooled)
 
     def selection_metric(self, y: np.ndarray, predicted: Predictions) -> float:
