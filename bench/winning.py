@@ -19,7 +19,9 @@ committed HEAD unless --src worktree):
              twice; 43 and 44 are trained.
   distill    the defaults + train.distill from seeds3 (the stronger experiment), after
              `kagglemlc predict seeds3 --train-rows`
-  pseudo     the defaults + train.pseudo_labels from seeds3 (the holdout's texts, soft labels of seeds3's fold k)
+  pseudo     the defaults + train.pseudo_labels from seeds3 (the holdout's texts, soft labels of seeds3's fold k);
+             --pseudo-source defaults takes them from the defaults run instead (self-training, no seeds3 needed:
+             python bench/winning.py --skip seeds3,distill,stack --pseudo-source defaults)
   stack      `kagglemlc ensemble seeds3 pseudo --method stack` (defaults + seeds3 when the pseudo row is skipped)
 """
 
@@ -115,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--holdout", type=int, default=1500, help="labelled holdout rows (default: %(default)s)")
     ap.add_argument("--src", default="head", help="head (snapshot of HEAD), worktree, or a commit")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--skip", default="", help="rows not to run, comma-separated: distill, pseudo")
+    ap.add_argument("--skip", default="", help="rows not to run, comma-separated: seeds3, distill, pseudo, stack")
+    ap.add_argument("--pseudo-source", default="seeds3", choices=["defaults", "seeds3"],
+                    help="the experiment whose test predictions are the pseudo-labels (default: %(default)s)")
     args = ap.parse_args(argv)
     out = args.out
     labels = make_sample(out, args.holdout, seed=7) if not (out / "holdout_labels.csv").is_file() else None
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     def save():
         results_file.write_text(json.dumps(results, indent=2) + "\n")
 
+    skip = set(filter(None, args.skip.split(",")))
+    CELLS["pseudo"]["train"]["pseudo_labels"]["source"] = f"runs/{args.pseudo_source}"
     configs = {name: cell_config(out, name) for name in CELLS}
     runs = {name: out / "runs" / name for name in CELLS}
     if "defaults" not in rows:
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         rows["+ full fit (use: full)"] = {"holdout": hold["full"], "wall_s": full_s, "command_s": round(train_s, 1)}
         rows["+ full fit (use: both)"] = {"holdout": hold["both"]}
         save()
-    if "+ 3 seeds" not in rows:
+    if "+ 3 seeds" not in rows and "seeds3" not in skip:
         run = runs["seeds3"]
         if not run.exists():  # seed 42 = the defaults folds, copied in (see the docstring)
             run.mkdir(parents=True)
@@ -164,7 +170,6 @@ def main(argv: list[str] | None = None) -> None:
         wall = round(sum(per_seed.values()), 1)
         rows["+ 3 seeds"] = {**cv(run), "holdout": hold, "wall_s": wall, "per_seed_s": per_seed}
         save()
-    skip = set(filter(None, args.skip.split(",")))
     if "+ distillation" not in rows and "distill" not in skip:
         predict_s = kagglemlc(env, log, "predict", str(configs["seeds3"]), "--train-rows")
         kagglemlc(env, log, "train", str(configs["distill"]))
@@ -175,14 +180,15 @@ def main(argv: list[str] | None = None) -> None:
         rows["+ distillation"]["teacher_predict_s"] = round(predict_s, 1)
         save()
     if "+ pseudo-labels" not in rows and "pseudo" not in skip:
+        rows_name = "+ pseudo-labels" if args.pseudo_source == "seeds3" else f"+ pseudo-labels (from {args.pseudo_source})"
         kagglemlc(env, log, "train", str(configs["pseudo"]))
         kagglemlc(env, log, "tune-thresholds", str(configs["pseudo"]))
         hold = holdout_score(submit(env, log, configs["pseudo"]), truth, labels)
-        rows["+ pseudo-labels"] = {**cv(runs["pseudo"]), "holdout": hold, "wall_s": fold_seconds(runs["pseudo"])}
+        rows[rows_name] = {**cv(runs["pseudo"]), "holdout": hold, "wall_s": fold_seconds(runs["pseudo"])}
         save()
     pair = ("seeds3", "pseudo") if "+ pseudo-labels" in rows else ("defaults", "seeds3")
     stack_row = f"stack ({' + '.join(pair)})"
-    if stack_row not in rows:
+    if stack_row not in rows and "stack" not in skip:
         members = [str(configs[name]) for name in pair]
         wall = kagglemlc(env, log, "ensemble", *members, "--method", "stack", "--name", "stack")
         blend = out / "runs" / "blend-stack"
