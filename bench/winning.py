@@ -118,8 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--src", default="head", help="head (snapshot of HEAD), worktree, or a commit")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip", default="", help="rows not to run, comma-separated: seeds3, distill, pseudo, stack")
-    ap.add_argument("--pseudo-source", default="seeds3", choices=["defaults", "seeds3"],
-                    help="the experiment whose test predictions are the pseudo-labels (default: %(default)s)")
+    ap.add_argument(
+        "--pseudo-source",
+        default="seeds3",
+        choices=["defaults", "seeds3"],
+        help="the experiment whose test predictions are the pseudo-labels (default: %(default)s)",
+    )
     args = ap.parse_args(argv)
     out = args.out
     labels = make_sample(out, args.holdout, seed=7) if not (out / "holdout_labels.csv").is_file() else None
@@ -164,9 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         kagglemlc(env, log, "train", str(configs["seeds3"]))
         kagglemlc(env, log, "tune-thresholds", str(configs["seeds3"]))
         hold = holdout_score(submit(env, log, configs["seeds3"]), truth, labels)
-        per_seed = {
-            s: round(fold_seconds(run, f"fold[0-9]*/seed{s}/metrics.json"), 1) for s in (42, 43, 44)
-        }
+        per_seed = {s: round(fold_seconds(run, f"fold[0-9]*/seed{s}/metrics.json"), 1) for s in (42, 43, 44)}
         wall = round(sum(per_seed.values()), 1)
         rows["+ 3 seeds"] = {**cv(run), "holdout": hold, "wall_s": wall, "per_seed_s": per_seed}
         save()
@@ -179,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         rows["+ distillation"] = {**cv(runs["distill"]), "holdout": hold, "wall_s": wall}
         rows["+ distillation"]["teacher_predict_s"] = round(predict_s, 1)
         save()
-    if "+ pseudo-labels" not in rows and "pseudo" not in skip:
-        rows_name = "+ pseudo-labels" if args.pseudo_source == "seeds3" else f"+ pseudo-labels (from {args.pseudo_source})"
+    rows_name = "+ pseudo-labels" + ("" if args.pseudo_source == "seeds3" else f" (from {args.pseudo_source})")
+    if rows_name not in rows and "pseudo" not in skip:
         kagglemlc(env, log, "train", str(configs["pseudo"]))
         kagglemlc(env, log, "tune-thresholds", str(configs["pseudo"]))
         hold = holdout_score(submit(env, log, configs["pseudo"]), truth, labels)
