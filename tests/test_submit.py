@@ -313,9 +313,13 @@ class KaggleStub:
         call = Call(handler.command, urlsplit(handler.path).path, dict(handler.headers), body)
         self.calls.append(call)
         status, payload = self.responses.get(call.endpoint, (404, {"code": 404, "message": "unknown endpoint"}))
-        data = json.dumps(payload).encode()
+        # a file's bytes go out as an archive; a 3xx's payload is {"Location": url}; anything else as JSON
+        data = payload if isinstance(payload, bytes) else b"" if 300 <= status < 400 else json.dumps(payload).encode()
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
+        if 300 <= status < 400:
+            handler.send_header("Location", payload["Location"])
+        kind = "application/zip" if isinstance(payload, bytes) else "application/json"
+        handler.send_header("Content-Type", kind)
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
@@ -325,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.server.stub.answer(self)  # type: ignore[attr-defined]
 
-    do_PUT = do_POST
+    do_PUT = do_GET = do_POST
 
     def log_message(self, *args) -> None:
         pass

@@ -75,9 +75,25 @@ def download(
     configs: list[Path] = typer.Argument(
         None, help="Experiment YAMLs (default: ./kagglemlc.yaml).", show_default=False
     ),
+    competition: str = typer.Option(
+        None,
+        "--competition",
+        help="Instead: fetch this competition's files (the <slug> of kaggle.com/competitions/<slug>) with the "
+        "official kaggle client and unzip them into --out.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(Path("."), "--out", help="Where --competition's files go (default: here)."),
+    force: bool = typer.Option(False, "--force", help="With --competition: replace files already in --out."),
 ) -> None:
     """Fetch every config's model from the Hugging Face Hub (model.revision, into model.cache_dir) ahead of an
-    offline run; local folders and minilm need nothing."""
+    offline run; local folders and minilm need nothing. With --competition SLUG: the competition's data files
+    instead (accept its rules on kaggle.com first), then `kagglemlc init` writes the config."""
+    if competition is not None:
+        from kagglemlc.stages.publish import download_competition
+
+        download_competition(competition, out, force=force)
+        if not configs:
+            return
     from kagglemlc.stages.download import download as run_download
 
     run_download([load_config(config) for config in configs or [DEFAULT_CONFIG]])

@@ -1,6 +1,8 @@
-"""A code competition through the official kaggle client: the exported bundle up as a dataset, its notebook pushed
-with the dataset and the competition attached, then a code submission of that notebook, logged with the others.
+"""Kaggle through the official client, beyond `submit --upload`: a competition's files fetched and unzipped; for a
+code competition, the exported bundle up as a dataset, its notebook pushed with the dataset and the competition
+attached, then a code submission of that notebook, logged with the others.
 
+    kagglemlc download --competition jigsaw-toxic --out comp          # train/test/sample_submission, unzipped
     kagglemlc export runs/blend-mix/config.yaml --out bundle --push     # dataset created (or versioned) + notebook
     kagglemlc submit runs/blend-mix/config.yaml --kernel me/blend-mix-inference --version 3
     kagglemlc submit runs/blend-mix/config.yaml --refresh-scores         # its score, once Kaggle has run it
@@ -11,6 +13,9 @@ Credentials stay the kaggle client's (as in `submit`): never read, printed or lo
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +129,71 @@ def submit_kernel(cfg: Config, kernel: str, version: int | None = None, message:
         write_log(folder, pd.concat([read_log(folder), pd.DataFrame([row], dtype=str)], ignore_index=True))
     info(f"code submission of {shown} to '{slug}': {answer}; `kagglemlc submit --refresh-scores` fetches the score")
     return answer
+
+
+def download_competition(slug: str, out: Path, force: bool = False) -> list[Path]:
+    """Fetches competition `slug`'s data files with the official client (its progress bar on stderr) and unzips them
+    into `out`. The archive lands in a temporary folder beside `out` and every member is checked first, so a broken
+    download, an unsafe member name or a file of `out` that would be replaced (without `force`) leaves `out` as it
+    was; each file then moves in whole (os.replace).
+
+    Returns:
+        The files written, in the archive's order.
+
+    Raises:
+        KaggleMLCError: no credentials, rules not accepted (403), no such competition (404), an unusable archive,
+            files already in `out` (use force).
+    """
+    if not slug or "/" in slug or slug != slug.strip():
+        raise KaggleMLCError(f"--competition '{slug}': expected the <slug> of kaggle.com/competitions/<slug>")
+    api = kaggle_api(slug, "authenticate")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".kagglemlc-download-", dir=out) as tmp:
+        with _kaggle_client_errors(slug, f"download the files of competition '{slug}'"):
+            api.competition_download_files(slug, path=tmp, force=True, quiet=False)
+        archives = sorted(Path(tmp).iterdir())
+        if len(archives) != 1:
+            raise KaggleMLCError(f"Kaggle sent {len(archives)} files for '{slug}', expected one archive")
+        archive = archives[0]
+        staged = Path(tmp) / "unpacked"
+        names = _unzip(archive, staged) if zipfile.is_zipfile(archive) else _single(archive, staged)
+        clashes = [name for name in names if (out / name).exists()]
+        if clashes and not force:
+            shown = ", ".join(clashes[:5]) + (" ..." if len(clashes) > 5 else "")
+            raise KaggleMLCError(
+                f"{out} already has {shown}: nothing was replaced; download into an empty folder (--out) or pass "
+                f"--force to overwrite"
+            )
+        written = []
+        for name in names:
+            target = out / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged / name, target)
+            written.append(target)
+    for path in written:
+        info(f"{path}  {path.stat().st_size / 1e6:.1f} MB")
+    info(f"competition '{slug}': {len(written)} files in {out}; next: kagglemlc init {out}")
+    return written
+
+
+def _unzip(archive: Path, into: Path) -> list[str]:
+    """Extracts `archive` into `into` after checking every member name; returns the files' relative names."""
+    with zipfile.ZipFile(archive) as zf:
+        names = [member.filename for member in zf.infolist() if not member.is_dir()]
+        unsafe = [n for n in names if Path(n).is_absolute() or ".." in Path(n).parts or "\\" in n]
+        if unsafe:
+            raise KaggleMLCError(f"the archive from Kaggle has unsafe member names ({unsafe[0]}): nothing extracted")
+        try:
+            zf.extractall(into)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise KaggleMLCError(
+                f"the archive from Kaggle cannot be extracted ({exc}); run the download again"
+            ) from None
+    return names
+
+
+def _single(path: Path, into: Path) -> list[str]:
+    """A competition served as one plain file rather than a zip: kept as it came."""
+    into.mkdir(parents=True)
+    os.replace(path, into / path.name)
+    return [path.name]
