@@ -10,6 +10,7 @@ import zipfile
 import pandas as pd
 
 from conftest import LABELS, toy_frame
+from tiny_models import make_encoder
 from test_submit import SECRET, SLUG, kaggle, kaggle_json  # noqa: F401  (kaggle: a fixture)
 
 ARCHIVE = "http://localhost/files/toy-comp.zip"
@@ -33,7 +34,7 @@ def serve(kaggle, files: dict[str, bytes]) -> None:
     kaggle.responses["toy-comp.zip"] = (200, buffer.getvalue())
 
 
-def test_download_unzips_the_competition_then_init_and_prepare_take_it(kaggle, cli, tmp_path):
+def test_download_unzips_the_competition_then_init_and_run_take_it(kaggle, cli, tmp_path, monkeypatch):
     kaggle_json(tmp_path / "home")
     files = competition_zip()
     serve(kaggle, files)
@@ -54,8 +55,13 @@ def test_download_unzips_the_competition_then_init_and_prepare_take_it(kaggle, c
 
     code, _, err = cli("init", folder)
     assert code == 0, err
-    code, _, err = cli("prepare", folder / "kagglemlc.yaml")
+    # the whole chain on what arrived, init's config as written but for a tiny model in place of minilm
+    tiny = make_encoder(tmp_path / "tiny")
+    monkeypatch.chdir(folder)  # submissions go to ./submissions
+    code, _, err = cli("run", "kagglemlc.yaml", f"model.name={tiny}", "train.epochs=1")
     assert code == 0, err
+    submission = pd.read_csv(next((folder / "submissions").glob("comp-*.csv")), dtype={"id": str})
+    assert list(submission["id"]) == list(pd.read_csv(folder / "sample_submission.csv", dtype={"id": str})["id"])
 
 
 def test_rules_not_accepted_is_one_line_and_writes_nothing(kaggle, cli, tmp_path):
