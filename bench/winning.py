@@ -21,7 +21,7 @@ committed HEAD unless --src worktree):
              `kagglemlc predict seeds3 --train-rows`
   pseudo     the defaults + train.pseudo_labels from seeds3 (the holdout's texts, soft labels of seeds3's fold k);
              --pseudo-source defaults takes them from the defaults run instead (self-training, no seeds3 needed:
-             python bench/winning.py --skip seeds3,distill,stack --pseudo-source defaults)
+             python bench/winning.py --skip seeds3,distill,stack --pseudo-source defaults --no-full-fit)
   stack      `kagglemlc ensemble seeds3 pseudo --method stack` (defaults + seeds3 when the pseudo row is skipped)
 """
 
@@ -124,7 +124,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=["defaults", "seeds3"],
         help="the experiment whose test predictions are the pseudo-labels (default: %(default)s)",
     )
+    ap.add_argument(
+        "--no-full-fit", action="store_true", help="the defaults row without its full fit (the full-fit rows not run)"
+    )
     args = ap.parse_args(argv)
+    if args.no_full_fit:
+        CELLS["defaults"] = {}
     out = args.out
     labels = make_sample(out, args.holdout, seed=7) if not (out / "holdout_labels.csv").is_file() else None
     labels = labels or [c for c in pd.read_csv(out / "holdout_labels.csv", nrows=1).columns if c != "id"]
@@ -151,12 +156,14 @@ def main(argv: list[str] | None = None) -> None:
     if "defaults" not in rows:
         train_s = kagglemlc(env, log, "train", str(configs["defaults"]))
         kagglemlc(env, log, "tune-thresholds", str(configs["defaults"]))
+        uses = ("folds",) if args.no_full_fit else ("folds", "full", "both")
         hold = {use: holdout_score(submit(env, log, configs["defaults"], f"submission.use={use}"), truth, labels)
-                for use in ("folds", "full", "both")}  # fmt: skip
-        full_s = json.loads((runs["defaults"] / "full" / "metrics.json").read_text())["wall_seconds"]
+                for use in uses}  # fmt: skip
         rows["defaults"] = {**cv(runs["defaults"]), "holdout": hold["folds"], "wall_s": fold_seconds(runs["defaults"])}
-        rows["+ full fit (use: full)"] = {"holdout": hold["full"], "wall_s": full_s, "command_s": round(train_s, 1)}
-        rows["+ full fit (use: both)"] = {"holdout": hold["both"]}
+        if not args.no_full_fit:
+            full_s = json.loads((runs["defaults"] / "full" / "metrics.json").read_text())["wall_seconds"]
+            rows["+ full fit (use: full)"] = {"holdout": hold["full"], "wall_s": full_s, "command_s": round(train_s, 1)}
+            rows["+ full fit (use: both)"] = {"holdout": hold["both"]}
         save()
     if "+ 3 seeds" not in rows and "seeds3" not in skip:
         run = runs["seeds3"]
