@@ -10,9 +10,10 @@ import zipfile
 import pandas as pd
 
 from conftest import LABELS, toy_frame
+from test_submit import SECRET, SLUG, kaggle, kaggle_json
 from tiny_models import make_encoder
-from test_submit import SECRET, SLUG, kaggle, kaggle_json  # noqa: F401  (kaggle: a fixture)
 
+__all__ = ["kaggle"]  # the stub fixture, shared with test_submit.py
 ARCHIVE = "http://localhost/files/toy-comp.zip"
 
 
@@ -25,13 +26,13 @@ def competition_zip(extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
     return {**files, **(extra or {})}
 
 
-def serve(kaggle, files: dict[str, bytes]) -> None:
+def serve(stub, files: dict[str, bytes]) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
             zf.writestr(name, data)
-    kaggle.responses["DownloadDataFiles"] = (302, {"Location": ARCHIVE})
-    kaggle.responses["toy-comp.zip"] = (200, buffer.getvalue())
+    stub.responses["DownloadDataFiles"] = (302, {"Location": ARCHIVE})
+    stub.responses["toy-comp.zip"] = (200, buffer.getvalue())
 
 
 def test_download_unzips_the_competition_then_init_and_run_take_it(kaggle, cli, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import torch
 from kagglemlc.config import load_config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.engine.batching import _longest_first, collate, tokenize_pairs
+from tiny_decoders import ARCHS, make_decoder
 from tiny_models import make_encoder, make_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +81,57 @@ def test_the_pair_example_runs_end_to_end(tmp_path, cli):
         code, _, err = cli("run", ROOT / "configs" / "rule-pairs.yaml", *overrides)
     assert code == 0, err
     assert seen and all(seen)  # every forward pass read the second segment's ids
+    sub = pd.read_csv(next((tmp_path / "subs").glob("run-*.csv")))
+    sample = pd.read_csv(ROOT / "examples" / "rule-pairs" / "sample_submission.csv")
+    assert list(sub.columns) == list(sample.columns) and sub["row_id"].tolist() == sample["row_id"].tolist()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_decoder_pair_is_one_text_with_its_eos_between_the_segments(tmp_path, arch):
+    """A decoder's template marks no pair boundary (<s> A B): its EOS goes between the segments, no segment ids, and
+    the budgets and longest_first count it."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(make_decoder(tmp_path / arch, arch))
+    bos = [tokenizer.bos_token] if tokenizer("the")["input_ids"][0] == tokenizer.bos_token_id else []
+    eos = tokenizer.eos_token
+    enc = tokenize_pairs(tokenizer, ["the happy day"], [["we saw news"]], max_length=32)
+    words = [w.lstrip("Ġ") for w in _words(tokenizer, enc.input_ids[0])]
+    assert words == [*bos, "the", "happy", "day", eos, "we", "saw", "news"] and enc.token_type_ids is None
+    a, b, c = "the happy day it was", "we saw some news about town", "scared"
+    enc = tokenize_pairs(tokenizer, [a], [[b], [c]], 64, budgets=[2, 3, 1])
+    words = [w.lstrip("Ġ") for w in _words(tokenizer, enc.input_ids[0])]
+    assert words == [*bos, "the", "happy", eos, "we", "saw", "some", eos, "scared"]
+    for max_length in (6, 8, 11):
+        ids = tokenize_pairs(tokenizer, [a], [[b]], max_length).input_ids[0]
+        assert len(ids) == max_length and tokenizer.eos_token_id in ids
+
+
+def test_the_pair_example_runs_end_to_end_on_a_lora_decoder(tmp_path, cli):
+    """configs/rule-pairs.yaml through `kagglemlc run` with a tiny Llama and LoRA: every forward pass reads rule, EOS,
+    comment; the submission is valid."""
+    model = make_decoder(tmp_path / "llama", "llama")
+    overrides = [
+        f"model.name={model}", "model.kind=decoder", "adapter.method=lora", "adapter.r=4", "train.epochs=2",
+        f"output_dir={tmp_path / 'run'}", f"submission.dir={tmp_path / 'subs'}", "train.precision=no",
+    ]  # fmt: skip
+    from transformers import AutoTokenizer
+
+    eos = AutoTokenizer.from_pretrained(model).eos_token_id
+    seen = []
+    forward = torch.nn.Module.__call__
+
+    def spy(module, *args, **kwargs):
+        if type(module).__name__ == "LlamaForSequenceClassification":
+            ids, mask = kwargs["input_ids"], kwargs["attention_mask"].bool()
+            seen.append(all(eos in row[keep].tolist() for row, keep in zip(ids, mask, strict=True)))
+        return forward(module, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.Module, "__call__", spy)
+        code, _, err = cli("run", ROOT / "configs" / "rule-pairs.yaml", *overrides)
+    assert code == 0, err
+    assert seen and all(seen)
     sub = pd.read_csv(next((tmp_path / "subs").glob("run-*.csv")))
     sample = pd.read_csv(ROOT / "examples" / "rule-pairs" / "sample_submission.csv")
     assert list(sub.columns) == list(sample.columns) and sub["row_id"].tolist() == sample["row_id"].tolist()

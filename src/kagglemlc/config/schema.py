@@ -91,7 +91,8 @@ class CompetitionConfig(Section):
     """One column, a list of columns (joined with a space), or a template such as "{title} [SEP] {body}"."""
     text_pair_column: str | list[str] | None = Field(None, json_schema_extra=TRAIN)
     """A second text per row, encoded as a real pair with text_column ([CLS] text [SEP] pair [SEP], segment ids where
-    the model has them): a column, or a list of columns joined by the separator token (prompt + two responses)."""
+    the model has them; a decoder: <s> text </s> pair): a column, or a list of columns joined by the separator token
+    (prompt + two responses)."""
     labels: Literal["auto"] | list[str] = Field("auto", json_schema_extra=PREPARE)
     """`auto` = the sample submission's columns except the id; or an explicit list of label names."""
     label_format: Literal["wide", "list"] = Field("wide", json_schema_extra=PREPARE)

@@ -72,18 +72,28 @@ def _pair_ids(
 ) -> tuple[list[list[int]], list[list[int]]]:
     """(ids, segment ids) of every pair (`tokenize_pairs`); `room`: the tokens left beside the special ones."""
     backend = tokenizer.backend_tokenizer
-    sep = backend.encode(tokenizer.sep_token, add_special_tokens=False) if tokenizer.sep_token else None
+    # a decoder's template (<s> A B) marks no boundary between the segments: its separator (or its EOS) goes between
+    # them, the whole read as one text
+    joined = tokenizer.num_special_tokens_to_add(pair=True) <= tokenizer.num_special_tokens_to_add(pair=False)
+    sep_token = tokenizer.sep_token or (tokenizer.eos_token if joined else None)
+    sep = backend.encode(sep_token, add_special_tokens=False) if sep_token else None
     columns = [backend.encode_batch(list(column), add_special_tokens=False) for column in [texts, *segments]]
-    room = max(room - (len(segments) - 1) * (len(sep.ids) if sep is not None else 0), len(columns))
+    seps = len(segments) - (0 if joined else 1)
+    room = max(room - seps * (len(sep.ids) if sep is not None else 0), len(columns))
     ids, types = [], []
     for row in zip(*columns, strict=True):
         caps = budgets if budgets is not None else _longest_first([len(e.ids) for e in row], room)
         for encoding, cap in zip(row, caps, strict=True):
             encoding.truncate(cap)
-        parts = [row[1]]
-        for encoding in row[2:]:
+        rest = row if joined else row[1:]
+        parts = [rest[0]]
+        for encoding in rest[1:]:
             parts += ([sep] if sep is not None else []) + [encoding]
-        pair = backend.post_process(row[0], type(row[0]).merge(parts, growing_offsets=True), add_special_tokens=True)
+        merged = type(row[0]).merge(parts, growing_offsets=True)
+        if joined:
+            pair = backend.post_process(merged, add_special_tokens=True)
+        else:
+            pair = backend.post_process(row[0], merged, add_special_tokens=True)
         ids.append(pair.ids)
         types.append(pair.type_ids)
     return ids, types
