@@ -47,6 +47,13 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "model.max_length": (64, FROM_TRAIN),
     "model.truncation": ("head_tail", FROM_TRAIN),
     "competition.soft_labels": (True, ALL),
+    # task span's columns: read (and so marked) from prepare on, whatever the task
+    "competition.context_column": ("passage", ALL),
+    "competition.question_column": ("query", ALL),
+    "competition.question": ("Which words carry the emotion?", ALL),
+    "competition.answer_column": ("selected_text", ALL),
+    "competition.answer_start_column": ("answer_start", ALL),
+    "competition.allow_no_answer": (True, ALL),
     "model.head_fraction": (0.5, FROM_TRAIN),
     # pairs need an explicit max_length and a pair column, which one edit cannot give: marked train, checked in
     # tests/test_pairs.py through a pair config
@@ -64,6 +71,8 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "model.head_dropouts": ("NOT-EDITED", FROM_TRAIN),
     "model.reinit_layers": (1, FROM_TRAIN),
     "model.freeze_layers": (1, FROM_TRAIN),
+    "model.doc_stride": (16, FROM_TRAIN),
+    "model.max_answer_tokens": (12, FROM_TRAIN),
     "adapter.method": ("lora", FROM_TRAIN),
     "adapter.r": (8, FROM_TRAIN),
     "adapter.alpha": (8, FROM_TRAIN),

@@ -103,9 +103,26 @@ class CompetitionConfig(Section):
     """With `label_format: list`: the separator between labels."""
     label_names_file: ResolvedPath | None = Field(None, json_schema_extra=PREPARE_FILE)
     """With `label_format: list` and integer labels: a text file with one label name per line (line i = id i)."""
-    task: Literal["multilabel", "multiclass", "binary", "regression"] = Field("multilabel", json_schema_extra=PREPARE)
+    task: Literal["multilabel", "multiclass", "binary", "regression", "span"] = Field(
+        "multilabel", json_schema_extra=PREPARE
+    )
     """multilabel (any number of labels per row), multiclass (exactly one), binary (one 0/1 target), regression (one
-    or more numeric targets, e.g. scores or grades: `labels` are the target columns)."""
+    or more numeric targets, e.g. scores or grades: `labels` are the target columns), span (the answer is a substring
+    of `context_column`: question answering, "which words say it")."""
+    context_column: str = Field("context", json_schema_extra=PREPARE)
+    """task span: the column holding the text the answer is taken from."""
+    question_column: str | None = Field(None, json_schema_extra=PREPARE)
+    """task span: a column holding each row's question (or a per-row cue such as the sentiment), read before the
+    context; null: the context alone, or the fixed `competition.question`."""
+    question: str | None = Field(None, json_schema_extra=PREPARE)
+    """task span: one question for every row (with no question_column)."""
+    answer_column: str = Field("answer", json_schema_extra=PREPARE)
+    """task span: the answer's text, located in the context (the first occurrence, or at answer_start_column)."""
+    answer_start_column: str | None = Field(None, json_schema_extra=PREPARE)
+    """task span: the answer's character offset in the context, where the data gives it (SQuAD's answer_start)."""
+    allow_no_answer: bool = Field(False, json_schema_extra=PREPARE)
+    """task span: rows whose answer is empty or not in the context are kept as "no answer" rows (the model learns to
+    answer "") instead of being an error."""
     soft_labels: bool = Field(False, json_schema_extra=PREPARE)
     """Wide label columns hold probabilities in [0, 1] (soft targets), learned as they are; scored rounded at 0.5."""
     metric: Literal[METRIC_NAMES] = Field("f1_macro", json_schema_extra=TRAIN)  # type: ignore[valid-type]
@@ -161,6 +178,10 @@ class ModelConfig(Section):
     reinit_layers: int = Field(0, ge=0, json_schema_extra=TRAIN)
     """Encoders, adapter.method none: re-initialise the top N layers (the model's own initialisation) before
     training."""
+    doc_stride: int = Field(64, ge=1, json_schema_extra=TRAIN)
+    """task span: a context longer than max_length is read in windows that share this many tokens."""
+    max_answer_tokens: int = Field(30, ge=1, json_schema_extra=TRAIN)
+    """task span: the longest answer decoded, in tokens (start ≤ end within it)."""
     freeze_layers: int | None = Field(None, ge=0, json_schema_extra=TRAIN)
     """Encoders, adapter.method none: freeze the embeddings and the bottom N layers (0: the embeddings only; null:
     nothing frozen)."""
@@ -417,6 +438,8 @@ class Config(Section):
         windows = self.predict.stride is not None or self.predict.max_length is not None
         if windows and (self.model.kind == "generative" or n_pairs):
             raise ValueError("predict: max_length and stride read one text with a classifier head (not pairs, prompts)")
+        if comp.task == "span":
+            self._check_span()
         if comp.task == "multiclass" and train.loss != "ce":
             raise ValueError(f"train.loss: multiclass tasks use 'ce', not '{train.loss}'")
         if comp.task != "multiclass" and train.loss == "ce":
@@ -442,6 +465,28 @@ class Config(Section):
                 "adapter.method: 'head' trains a classification head; generative models use lora, qlora, ia3 or none"
             )
         return self
+
+    def _check_span(self) -> None:
+        comp, train = self.competition, self.train
+        if self.model.kind == "generative":
+            raise ValueError("competition.task: span trains a start/end head (model.kind encoder or decoder)")
+        if comp.text_pair_column is not None:
+            raise ValueError("competition.text_pair_column: task span reads question_column and context_column")
+        if comp.question is not None and comp.question_column is not None:
+            raise ValueError("competition.question: a fixed question or question_column, not both")
+        if self.model.max_length == AUTO:
+            raise ValueError("model.max_length: set it for task span (question + context windows)")
+        if self.model.doc_stride >= self.model.max_length // 2:
+            raise ValueError(f"model.doc_stride: {self.model.doc_stride} must be under half of model.max_length")
+        for key, value in (("seeds", train.seeds), ("distill", train.distill), ("pseudo_labels", train.pseudo_labels)):
+            if value is not None:
+                raise ValueError(f"train.{key}: not with task span yet")
+        if train.full_fit:
+            raise ValueError("train.full_fit: not with task span yet")
+        if self.model.pooling is not None or self.predict.stride is not None or self.predict.max_length is not None:
+            raise ValueError("task span reads windows itself (model.doc_stride); model.pooling and predict.* unset")
+        if self.submission.kind != "labels":
+            raise ValueError("submission.kind: task span submits the answer text (labels)")
 
     def _check_encoder_switches(self) -> None:
         m, method = self.model, self.adapter.method

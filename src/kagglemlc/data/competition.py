@@ -59,6 +59,12 @@ class CompetitionData:
     soft: np.ndarray | None = None
     """With `competition.soft_labels`: the (n, L) float32 targets the model learns; `y` is them rounded (≥ 0.5,
     or the most probable class for multiclass)."""
+    train_questions: list[str] | None = None
+    """task span: each row's question (question_column or the fixed competition.question); None: the context alone.
+    For span tasks `train_texts` / `test_texts` are the contexts and `y` is (n, 1): 1 where a row has an answer."""
+    test_questions: list[str] | None = None
+    answer_spans: np.ndarray | None = None
+    """task span: (n, 2) the answer's characters [start, end) in its context; (0, 0) for a no-answer row."""
 
     @property
     def targets(self) -> np.ndarray:
@@ -290,6 +296,11 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
     submission = read(cfg.sample_submission, "competition.sample_submission") if cfg.sample_submission else None
     require_columns(train, [cfg.id_column], cfg.train, "competition.id_column")
     _check_ids(train[cfg.id_column], cfg.train, cfg.id_column)
+    if cfg.task == "span":
+        data = _load_spans(cfg, train, submission, group_column)
+        if with_test and cfg.test is not None:
+            _load_test(cfg, data)
+        return data
 
     soft = None
     if cfg.label_format == "list":
@@ -333,6 +344,67 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
     return data
 
 
+def _column_texts(frame: pd.DataFrame, column: str, path: Path, key: str) -> list[str]:
+    require_columns(frame, [column], path, key)
+    return frame[column].fillna("").astype(str).tolist()
+
+
+def _questions(frame: pd.DataFrame, cfg: CompetitionConfig, path: Path) -> list[str] | None:
+    if cfg.question_column is not None:
+        return _column_texts(frame, cfg.question_column, path, "competition.question_column")
+    return None if cfg.question is None else [cfg.question] * len(frame)
+
+
+def _load_spans(
+    cfg: CompetitionConfig, train: pd.DataFrame, submission: pd.DataFrame | None, group_column: str | None
+) -> CompetitionData:
+    """task span: contexts, questions and each answer located in its context (first occurrence, or at
+    answer_start_column); the label is the sample submission's one answer column."""
+    contexts = _column_texts(train, cfg.context_column, cfg.train, "competition.context_column")
+    answers = _column_texts(train, cfg.answer_column, cfg.train, "competition.answer_column")
+    starts = None
+    if cfg.answer_start_column is not None:
+        require_columns(train, [cfg.answer_start_column], cfg.train, "competition.answer_start_column")
+        starts = pd.to_numeric(train[cfg.answer_start_column], errors="coerce").fillna(-1).astype(int).tolist()
+    spans = np.zeros((len(train), 2), dtype=np.int64)
+    missing = []
+    for i, (context, answer) in enumerate(zip(contexts, answers, strict=True)):
+        at = -1 if not answer.strip() else context.find(answer) if starts is None else starts[i]
+        if at < 0 or context[at : at + len(answer)] != answer:
+            missing.append(i)
+            continue
+        spans[i] = (at, at + len(answer))
+    if missing and not cfg.allow_no_answer:
+        shown = "; ".join(f"line {i + 2}: {answers[i][:40]!r}" for i in missing[:3])
+        raise KaggleMLCError(
+            f"{cfg.train}: {len(missing)} answers are not in their context ({shown}"
+            f"{' ...' if len(missing) > 3 else ''}); fix them, or set competition.allow_no_answer: true to keep them "
+            "as no-answer rows"
+        )
+    names = [c for c in submission.columns if c != cfg.id_column] if submission is not None else [cfg.answer_column]
+    if len(names) != 1:
+        raise KaggleMLCError(
+            f"{cfg.sample_submission}: task span writes one answer column; the sample submission has {len(names)}"
+        )
+    y = np.ones((len(train), 1), dtype=np.float32)
+    y[missing] = 0
+    groups = None
+    if group_column:
+        require_columns(train, [group_column], cfg.train, "cv.group_column")
+        groups = train[group_column].to_numpy(dtype=object)
+    return CompetitionData(
+        task="span",
+        label_names=names,
+        train_ids=train[cfg.id_column].to_numpy(dtype=object),
+        train_texts=contexts,
+        y=y,
+        groups=groups,
+        submission=submission,
+        train_questions=_questions(train, cfg, cfg.train),
+        answer_spans=spans,
+    )
+
+
 def _pairs(frame: pd.DataFrame, cfg: CompetitionConfig, path: Path, which: str) -> list[list[str]] | None:
     """The texts of every `text_pair_column` (None without pairs)."""
     columns = cfg.text_pair_column
@@ -371,8 +443,12 @@ def _load_test(cfg: CompetitionConfig, data: CompetitionData) -> None:
     require_columns(test, [cfg.id_column], cfg.test, "competition.id_column")
     _check_ids(test[cfg.id_column], cfg.test, cfg.id_column)
     data.test_ids = test[cfg.id_column].to_numpy(dtype=object)
-    data.test_texts = build_texts(test, cfg.text_column, cfg.test, "test")
-    data.test_pairs = _pairs(test, cfg, cfg.test, "test")
+    if cfg.task == "span":
+        data.test_texts = _column_texts(test, cfg.context_column, cfg.test, "competition.context_column")
+        data.test_questions = _questions(test, cfg, cfg.test)
+    else:
+        data.test_texts = build_texts(test, cfg.text_column, cfg.test, "test")
+        data.test_pairs = _pairs(test, cfg, cfg.test, "test")
     if data.submission is not None:
         sub = data.submission
         require_columns(sub, [cfg.id_column], cfg.sample_submission, "competition.id_column")

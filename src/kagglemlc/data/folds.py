@@ -40,6 +40,9 @@ def assign_folds(y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.n
         seed: split seed.
         groups: optional group key per row; rows of a group share a fold.
     """
+    if task == "span":  # y: whether a row has an answer
+        task = "multiclass"
+        y = np.hstack([y, 1 - y])
     n = len(y)
     if n < n_folds:
         raise KaggleMLCError(f"cv.folds is {n_folds} but train has only {n} rows; lower cv.folds")

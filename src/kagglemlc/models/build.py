@@ -41,11 +41,18 @@ from safetensors.torch import load_file, save_file
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     BitsAndBytesConfig,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_QUESTION_ANSWERING_MAPPING,
+    MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
 )
 from transformers.utils import logging as hf_logging
 
@@ -224,11 +231,33 @@ def _ia3_modules(model: PreTrainedModel, target_modules: str | list[str]) -> tup
     return list(targets), list(feedforward)
 
 
+def span_model_class(config: PretrainedConfig) -> type:
+    """task span: the architecture's question-answering model (a start/end head) where transformers has one,
+    otherwise its token-classification model with two outputs per token, read as the start and end logits."""
+    if type(config) in MODEL_FOR_QUESTION_ANSWERING_MAPPING:
+        return AutoModelForQuestionAnswering
+    if type(config) in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING:
+        return AutoModelForTokenClassification
+    raise KaggleMLCError(
+        f"model.name: {type(config).__name__} has neither a question-answering nor a token-classification model in "
+        "transformers, so task span cannot put a start/end head on it"
+    )
+
+
+def _peft_task_type(model: PreTrainedModel, kind: str) -> TaskType:
+    if kind == "generative":
+        return TaskType.CAUSAL_LM
+    name = type(model).__name__
+    if name.endswith("ForQuestionAnswering"):
+        return TaskType.QUESTION_ANS
+    return TaskType.TOKEN_CLS if name.endswith("ForTokenClassification") else TaskType.SEQ_CLS
+
+
 def build_peft_config(cfg: Config, model: PreTrainedModel) -> PeftConfig | None:
     """LoRA (lora, qlora) or IA3 for `model`, its head in `modules_to_save`; None for none and head."""
     a = cfg.adapter
     heads = head_modules(model) or None  # trained in full and saved with the adapter
-    task_type = TaskType.CAUSAL_LM if cfg.model.kind == "generative" else TaskType.SEQ_CLS
+    task_type = _peft_task_type(model, cfg.model.kind)
     if a.method in ("lora", "qlora"):
         return LoraConfig(
             task_type=task_type,
@@ -268,7 +297,13 @@ def load_base(cfg: Config, label_names: list[str], task: str, path: str | None =
     method, decoder, generative = cfg.adapter.method, cfg.model.kind == "decoder", cfg.model.kind == "generative"
     quantization = build_quantization_config(cfg)
     extra = {"pad_token_id": build_tokenizer(cfg).pad_token_id} if decoder or generative else {}
-    if not generative:
+    source = path or resolve_model_path(cfg)
+    if task == "span":
+        auto_class = span_model_class(AutoConfig.from_pretrained(source, **cache_kwargs(cfg)))
+        if auto_class is AutoModelForTokenClassification:  # a two-logit head on every token: start, end
+            extra |= {"num_labels": 2, "id2label": {0: "start", 1: "end"}, "label2id": {"start": 0, "end": 1}}
+        extra |= {"ignore_mismatched_sizes": path is None}
+    elif not generative:
         extra |= {
             "num_labels": num_labels,
             "problem_type": PROBLEM_TYPES[task],
@@ -276,8 +311,8 @@ def load_base(cfg: Config, label_names: list[str], task: str, path: str | None =
             "label2id": {n: i for i, n in enumerate(names)},
             "ignore_mismatched_sizes": path is None,
         }
-    auto_class = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
-    source = path or resolve_model_path(cfg)
+    if task != "span":
+        auto_class = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
     try:
         if cfg.model.pooling is not None:  # kagglemlc's head in place of the checkpoint's own (encoder_switches.py)
             config = AutoConfig.from_pretrained(source, **cache_kwargs(cfg))

@@ -162,7 +162,8 @@ REGRESSION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "pearson": _by_target(lambda t, q: float(stats.pearsonr(t, q)[0]) if np.ptp(q) > 0 else 0.0),
     "spearman": _by_target(lambda t, q: float(stats.spearmanr(t, q)[0]) if np.ptp(q) > 0 else 0.0),
 }
-assert (*LABEL_METRICS, *PROB_METRICS, *REGRESSION, "qwk") == METRIC_NAMES, "config.metric_names lists every metric"
+# span tasks (exact_match; jaccard and f1 of the decoded texts) are scored by scoring.spans.span_score
+assert (*LABEL_METRICS, *PROB_METRICS, *REGRESSION, "qwk", "exact_match") == METRIC_NAMES, "every metric listed"
 ACCURACY_WHEN_SINGLE_LABEL = frozenset({"accuracy", "f1_micro", "f1_samples", "jaccard"})
 """With one class per row (multiclass, binary) each of these is the share of rows classified right."""
 

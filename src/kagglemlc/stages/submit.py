@@ -31,9 +31,10 @@ from kagglemlc.config import CompetitionConfig, Config
 from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import atomic_path, write_csv
-from kagglemlc.core.paths import LOG_FILE
+from kagglemlc.core.paths import LOG_FILE, TEST_FILE
 from kagglemlc.data.competition import CompetitionData, cached_competition
 from kagglemlc.data.predictions import submitted_answers, submitted_test
+from kagglemlc.data.spans import read_spans
 from kagglemlc.data.submissions import journal, log_lock, new_submission_path, read_log, write_log
 from kagglemlc.data.thresholds import read_thresholds, tuned_cv
 from kagglemlc.scoring.cuts import apply_cuts
@@ -84,6 +85,10 @@ def submission_frame(cfg: Config, data: CompetitionData) -> tuple[pd.DataFrame, 
         raise KaggleMLCError(f"{comp.sample_submission}: no id column '{comp.id_column}' (competition.id_column)")
     targets = [c for c in sample.columns if c != comp.id_column]
     ids = sample[comp.id_column].to_numpy(dtype=object)
+    if data.task == "span":  # the answers decoded from the folds' averaged logits
+        spans, _ = read_spans(cfg.run_dir / TEST_FILE, ids)
+        body = pd.DataFrame({comp.id_column: sample[comp.id_column].astype(str).to_numpy(), targets[0]: spans["text"]})
+        return body[list(sample.columns)], "text"
     probs = submitted_test(cfg, ids, names, "run `kagglemlc train` (or `predict`) first")
     wide = sorted(targets) == sorted(names)
     if not wide and (len(targets) != 1 or data.task == "binary" or cfg.submission.kind == "probabilities"):

@@ -59,6 +59,7 @@ from kagglemlc.data.predictions import (
     read_probs,
     write_predictions,
 )
+from kagglemlc.data.spans import combine_span_folds, write_spans
 from kagglemlc.data.teachers import LabelledRows, Teaching, teaching, unlabelled_texts
 from kagglemlc.engine.accelerator import make_accelerator, peak_memory_mb, reset_peak_memory
 from kagglemlc.engine.checkpoints import (
@@ -215,8 +216,10 @@ class FoldTrainer:
             "step": self.progress.step,
             "epoch": round(self.progress.step / self.steps_per_epoch, 3),
             "train_loss": round(train_loss, 6),
-            "metric": self.task.selection_metric(y_val, predicted),
-            "metric_at_0.5": score(self.cfg.competition.metric, y_val, predicted.probs, self.data.task),
+            "metric": (metric := self.task.selection_metric(y_val, predicted)),
+            "metric_at_0.5": metric if self.data.task == "span" else score(
+                self.cfg.competition.metric, y_val, predicted.probs, self.data.task
+            ),
             "lr": self.scheduler.get_last_lr()[0],
             **self.task.summary(predicted),
         }
@@ -239,7 +242,10 @@ class FoldTrainer:
         save_best(self.accelerator, self.cfg, self.model, self.tokenizer, self.dir / MODEL_DIR)
         if self.accelerator.is_main_process:
             ids = self.data.train_ids[self.val_rows]
-            write_predictions(self.dir, "oof", ids, predicted.probs, self.data.label_names, predicted.answers)
+            if self.data.task == "span":
+                write_spans(self.dir, "oof", ids, predicted.decided.frame, predicted.decided.logits)
+            else:
+                write_predictions(self.dir, "oof", ids, predicted.probs, self.data.label_names, predicted.answers)
 
     def fit(self) -> None:
         self.maybe_resume()
@@ -357,7 +363,7 @@ def train(
         with lock or contextlib.nullcontext():
             _train_fold(cfg, data, fold_of_row, k, restart, on_evaluate)
     if is_main_process():
-        combine_folds(cfg, data)
+        (combine_span_folds if data.task == "span" else combine_folds)(cfg, data)
     if full_fit and fold is None and cfg.train.full_fit:
         _train_full(cfg, data, restart)
 

@@ -13,12 +13,14 @@ from transformers import PreTrainedTokenizerBase
 from kagglemlc.config import Config
 from kagglemlc.data.competition import CompetitionData
 from kagglemlc.data.predictions import write_predictions
+from kagglemlc.data.spans import write_spans
 from kagglemlc.data.teachers import Teaching
 from kagglemlc.tasks.base import Predictions, Task
 from kagglemlc.tasks.classify import ClassifierTask
 from kagglemlc.tasks.generate import GenerativeTask
+from kagglemlc.tasks.span import SpanTask
 
-__all__ = ["ClassifierTask", "GenerativeTask", "Predictions", "Task", "make_task", "predict_test"]
+__all__ = ["ClassifierTask", "GenerativeTask", "Predictions", "SpanTask", "Task", "make_task", "predict_test"]
 
 
 def make_task(
@@ -38,6 +40,8 @@ def make_task(
     """
     if cfg.model.kind == "generative":
         return GenerativeTask(cfg, tokenizer, data)
+    if data.task == "span":
+        return SpanTask(cfg, tokenizer, data)
     return ClassifierTask(cfg, tokenizer, data, train_rows, n_outputs, taught)
 
 
@@ -53,6 +57,8 @@ def predict_test(
         return {}
     rows = np.arange(len(data.test_texts))
     predicted = task.predict(model, "test", rows, accelerator, cfg.train.eval_batch_size)
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and data.task == "span":
+        write_spans(folder, "test", data.test_ids, predicted.decided.frame, predicted.decided.logits)
+    elif accelerator.is_main_process:
         write_predictions(folder, "test", data.test_ids, predicted.probs, data.label_names, predicted.answers)
     return task.summary(predicted)
