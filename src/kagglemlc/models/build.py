@@ -52,6 +52,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_QUESTION_ANSWERING_MAPPING,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
     MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
 )
 from transformers.utils import logging as hf_logging
@@ -232,9 +233,16 @@ def _ia3_modules(model: PreTrainedModel, target_modules: str | list[str]) -> tup
 
 
 def span_model_class(config: PretrainedConfig) -> type:
-    """task span: the architecture's question-answering model (a start/end head) where transformers has one,
-    otherwise its token-classification model with two outputs per token, read as the start and end logits."""
-    if type(config) in MODEL_FOR_QUESTION_ANSWERING_MAPPING:
+    """task span: the architecture's question-answering model (a start/end head) where transformers has one that
+    loads the pretrained body, otherwise its token-classification model with two outputs per token, read as the start
+    and end logits.
+
+    Llama's and Qwen2's question-answering classes (transformers 5.x) name their body `transformer` where the
+    checkpoints (and the sequence-classification classes) say `model`: from_pretrained would leave the whole body
+    randomly initialised. A QA class is used only where its body's name is the classification class's."""
+    qa = MODEL_FOR_QUESTION_ANSWERING_MAPPING.get(type(config), None)
+    classify = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING.get(type(config), None)
+    if qa is not None and (classify is None or qa.base_model_prefix == classify.base_model_prefix):
         return AutoModelForQuestionAnswering
     if type(config) in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING:
         return AutoModelForTokenClassification

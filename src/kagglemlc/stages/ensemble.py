@@ -22,6 +22,7 @@ all rows against the best member, which it replaces if it loses.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
@@ -35,15 +36,17 @@ from rich.table import Table
 from kagglemlc.config import Config, load_config, name_problem, save_resolved
 from kagglemlc.core.console import info, stdout, warn
 from kagglemlc.core.errors import KaggleMLCError
-from kagglemlc.core.files import atomic_path, file_digest
+from kagglemlc.core.files import atomic_path, file_digest, write_json, write_parquet
 from kagglemlc.core.parallel import workers
-from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, TEST_FILE
-from kagglemlc.data.competition import arrow_ids, cached_competition
+from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, TEST_FILE, THRESHOLDS_FILE
+from kagglemlc.data.competition import arrow_ids, cached_competition, load_competition
 from kagglemlc.data.folds import fold_of_rows, read_folds, same_ids
 from kagglemlc.data.predictions import probability_table, read_probs, submitted_files, submitted_test, write_table
+from kagglemlc.data.spans import decode_all, read_spans, span_frame
 from kagglemlc.data.thresholds import cv_before_after, threshold_report, write_thresholds
 from kagglemlc.scoring.blend import METHODS, blend32, fit_weights, to_blend_space
 from kagglemlc.scoring.cuts import cut_objective
+from kagglemlc.scoring.spans import SpanLogits, average_logits, span_score
 from kagglemlc.scoring.stack import stack
 
 STACK = "stack"
@@ -139,6 +142,10 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
             )
         if cfg.competition.metric != metric:
             warn(f"'{cfg.name}' uses competition.metric {cfg.competition.metric}; the blend is fitted for {metric}")
+    if task == "span":
+        if method != "mean":
+            raise KaggleMLCError(f"--method {method}: span experiments average their logits; use --method mean")
+        return _span_ensemble(cfgs, config_paths, name)
     pool = ThreadPoolExecutor(max_workers=workers())  # independent reads, hashes, sorts and writes overlap
     hint = "run `kagglemlc train` for this experiment first"
     with pool, cached_competition(first.competition, first.run_dir, with_test=True, texts=False) as data:
@@ -206,6 +213,60 @@ def ensemble(config_paths: Sequence[str | Path], name: str | None = None, method
     save_resolved(cfg)
     write_thresholds(cfg, tuned)
     _print_summary(cfg, metric, [(c.name, w, *cv) for c, w, cv in zip(cfgs, weights, members, strict=True)], tuned)
+    return cfg.run_dir
+
+
+def simplex_grid(n: int, steps: int = 10) -> list[np.ndarray]:
+    """Every weight vector of `n` members in steps of 1/`steps` (n ≤ 3), else each member alone and the equal blend."""
+    if n > 3:
+        return [*np.eye(n), np.full(n, 1 / n)]
+    points = [p for p in itertools.product(range(steps + 1), repeat=n) if sum(p) == steps]
+    return [np.asarray(p, dtype=np.float64) / steps for p in points]
+
+
+def _span_ensemble(cfgs: list[Config], config_paths: list[Path], name: str | None) -> Path:
+    """Span experiments: per-character logits averaged with the weights (a grid on the simplex) whose decoded
+    out-of-fold spans score best; the test logits blended with them and decoded again."""
+    first = cfgs[0]
+    with ThreadPoolExecutor(max_workers=workers()) as pool:
+        folds = _check_same_folds(cfgs, pool)
+    data = load_competition(first.competition)
+    train_ids, contexts, metric = data.train_ids, data.train_texts, first.competition.metric
+    truth = [c[a:b] for c, (a, b) in zip(contexts, data.answer_spans, strict=True)]
+    oofs = [read_spans(c.run_dir / OOF_FILE, train_ids)[1] for c in cfgs]
+    m, allow_empty = first.model, first.competition.allow_no_answer
+
+    def decoded(weights: np.ndarray, members: list, texts: list[str]) -> tuple[pd.DataFrame, list[SpanLogits]]:
+        used = [i for i, w in enumerate(weights) if w > 0]
+        logits = [average_logits([row[i] for i in used], list(weights[used])) for row in zip(*members)]
+        return decode_all(texts, logits, m.max_answer_tokens, allow_empty), logits
+
+    scored = []
+    for weights in simplex_grid(len(cfgs)):
+        frame, _ = decoded(weights, oofs, contexts)
+        scored.append((span_score(metric, frame["text"].tolist(), truth), weights))
+    singles = [cv for cv, w in scored if w.max() == 1.0]
+    # ties (common: spans are discrete) go to the weights nearest the equal blend
+    cv, weights = max(scored, key=lambda pair: (pair[0], -np.abs(pair[1] - 1 / len(cfgs)).sum()))
+    cfg = _blend_config(first, config_paths, name or "+".join(c.name or c.run_dir.name for c in cfgs), weights, "mean")
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    frame, logits = decoded(weights, oofs, contexts)
+    write_parquet(cfg.run_dir / FOLDS_FILE, folds)
+    write_parquet(cfg.run_dir / OOF_FILE, span_frame(train_ids, frame, logits))
+    if data.test_ids is not None:
+        tests = [read_spans(c.run_dir / TEST_FILE, data.test_ids)[1] for c in cfgs]
+        frame, logits = decoded(weights, tests, data.test_texts or [])
+        write_parquet(cfg.run_dir / TEST_FILE, span_frame(data.test_ids, frame, logits))
+    fold = fold_of_rows(first.run_dir, data.ids("train"), folds)
+    predicted = read_spans(cfg.run_dir / OOF_FILE, train_ids)[0]["text"].tolist()
+    per_fold = [span_score(metric, [predicted[i] for i in r], [truth[i] for i in r])
+                for r in (np.flatnonzero(fold == k) for k in range(first.cv.folds))]  # fmt: skip
+    save_resolved(cfg)
+    write_json(cfg.run_dir / THRESHOLDS_FILE,
+               {"metric": metric, "task": "span", "cv_at_0.5": cv, "cv_tuned": cv, "cv_nested": cv,
+                "per_fold": per_fold})  # fmt: skip
+    shown = ", ".join(f"{c.name} {w:.2f} ({single:.4f})" for c, w, single in zip(cfgs, weights, singles, strict=True))
+    info(f"{cfg.name} ({shown}): {metric} of the out-of-fold spans {cv:.4f} → {cfg.run_dir}")
     return cfg.run_dir
 
 

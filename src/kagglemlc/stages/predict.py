@@ -34,6 +34,7 @@ from kagglemlc.data.predictions import (
     test_is_current,
     write_probabilities,
 )
+from kagglemlc.data.spans import average_span_files, combine_span_folds, write_spans
 from kagglemlc.engine.accelerator import make_accelerator
 from kagglemlc.engine.inference import RowProgress, reporting
 from kagglemlc.models.build import build_tokenizer, load_trained, resolve_model_path
@@ -63,6 +64,8 @@ def predict(
     """
     if out is not None and train_rows:
         raise KaggleMLCError("predict --out writes test predictions: drop --train-rows (it writes into the run folder)")
+    if train_rows and cfg.competition.task == "span":
+        raise KaggleMLCError("predict --train-rows: distillation targets are label probabilities, not task span's")
     data = load_competition(cfg.competition)
     if data.test_texts is None and not train_rows:
         raise KaggleMLCError("competition.test is not set: there is nothing to predict")
@@ -120,6 +123,15 @@ def predict(
                     note_test_digest(folder, digest)
             info(f"{folder.name}: {'training-row' if train_rows else 'test'} predictions → {written / name}")
     if not is_main_process() or train_rows:
+        return
+    if data.task == "span":  # the folds' logits averaged, decoded again
+        if out is None and (folders or not (cfg.run_dir / TEST_FILE).is_file()):
+            combine_span_folds(cfg, data)
+        elif out is not None and fold is None:
+            paths = [fold_dir(target, k) / TEST_FILE for k in range(cfg.cv.folds)]
+            decoded, logits = average_span_files(paths, data.test_ids, data.test_texts, cfg)
+            write_spans(target, "test", data.test_ids, decoded, logits)
+            info(f"all {cfg.cv.folds} folds → {target / TEST_FILE}")
         return
     if out is not None:
         if fold is None:  # the folds' mean, as combine_folds makes it in a run folder

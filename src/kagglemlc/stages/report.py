@@ -63,7 +63,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _oof(cfg: Config, data: CompetitionData) -> np.ndarray | None:
+    """The OOF probabilities (None before training, and for task span: its CV is thresholds.json's)."""
     path = cfg.run_dir / OOF_FILE
+    if data.task == "span":
+        return None
     return read_probs(path, data.ids("train"), data.label_names, "rerun `kagglemlc train`") if path.is_file() else None
 
 

@@ -60,6 +60,9 @@ def _label_rows(e: dict[str, Any]) -> list[dict[str, str]]:
 
 def _notes(e: dict[str, Any]) -> list[str]:
     """The paragraphs under an experiment's per-label table."""
+    if e.get("task") == "span":
+        folds = ", ".join("—" if v is None else f"{v:.4f}" for v in e.get("fold_best_metrics") or [])
+        return [f"Task span: the answers are spans of the context, no labels; {e['metric']} per fold: {folds or '—'}."]
     if not e["labels"]:
         return [f"No {OOF_FILE} in {e['output_dir']} yet: run `kagglemlc train`."]
     cut = _cut(e)
