@@ -217,9 +217,9 @@ class FoldTrainer:
             "epoch": round(self.progress.step / self.steps_per_epoch, 3),
             "train_loss": round(train_loss, 6),
             "metric": (metric := self.task.selection_metric(y_val, predicted)),
-            "metric_at_0.5": metric if self.data.task == "span" else score(
-                self.cfg.competition.metric, y_val, predicted.probs, self.data.task
-            ),
+            "metric_at_0.5": metric
+            if self.data.task == "span"
+            else score(self.cfg.competition.metric, y_val, predicted.probs, self.data.task),
             "lr": self.scheduler.get_last_lr()[0],
             **self.task.summary(predicted),
         }
@@ -230,12 +230,13 @@ class FoldTrainer:
         logged = {f"eval/{name}": entry["metric"], f"eval/{name}_at_0.5": entry["metric_at_0.5"]}
         self.accelerator.log({**logged, f"eval/best_{name}": p.best_metric}, step=p.step)
         rate = p.samples / max(p.train_seconds, 1e-9)
+        task = self.data.task
+        untuned = "untuned" if task == "regression" else "probabilities at 0.5"
+        beside = "" if task == "span" else f"/ {entry['metric_at_0.5']:.4f} {untuned} "  # span: nothing untuned
         info(
             f"{self.name} step {p.step}/{self.total_steps} epoch {entry['epoch']:.2f}: "
-            f"loss {entry['train_loss']:.4f} {name} {entry['metric']:.4f} {self.task.describe(entry)} / "
-            f"{entry['metric_at_0.5']:.4f} {'untuned' if self.data.task == 'regression' else 'probabilities at 0.5'} "
-            f"(best {p.best_metric:.4f} @ {p.best_step}) "
-            f"{rate:.0f} samples/s"
+            f"loss {entry['train_loss']:.4f} {name} {entry['metric']:.4f} {self.task.describe(entry)} {beside}"
+            f"(best {p.best_metric:.4f} @ {p.best_step}) {rate:.0f} samples/s"
         )
 
     def save_best(self, predicted: Predictions) -> None:
