@@ -373,3 +373,39 @@ def test_the_tweet_example_runs_end_to_end(tmp_path, cli):
     assert all(span in text for span, text in zip(sub["selected_text"], test["text"], strict=True))
     cv = json.loads((tmp_path / "run" / "thresholds.json").read_text())
     assert cv["metric"] == "jaccard" and 0 <= cv["cv_tuned"] <= 1
+
+
+# ---- zero-shot with an instruct model ------------------------------------------------------------------
+
+
+def test_snap_to_context_keeps_a_copied_answer_and_maps_the_rest_onto_the_context():
+    from kagglemlc.tasks.span import snap_to_context
+
+    context = "the day was happy and then  we saw news"
+    assert snap_to_context(" happy and then ", context) == "happy and then"
+    assert snap_to_context('"saw the news"', context) == "saw news"  # the run sharing most words (Jaccard 2/3)
+    assert snap_to_context("Happy", context) == "happy"
+    assert snap_to_context("nothing like it", context) == ""
+
+
+def test_zero_shot_spans_are_substrings_of_their_context(tmp_path, cli):
+    """An instruct model (model.kind generative) zero-shot on a span task: every answer, generated or snapped, is a
+    span of its context, scored with the competition metric; training such a config is one line."""
+    from tiny_decoders import make_chat_decoder
+
+    model = make_chat_decoder(tmp_path / "chat")
+    cfg = span_competition(tmp_path / "comp", model, n_train=20, kind="generative")
+    code, _, err = cli("zero-shot", cfg, "generation.max_new_tokens=4")
+    assert code == 0, err
+    out = tmp_path / "comp" / "run" / "zero-shot"
+    frame = pd.read_parquet(out / "answers.parquet")
+    data = load_competition(load_config(cfg).competition)
+    contexts = dict(zip(data.train_ids.astype(str), data.train_texts, strict=True))
+    assert len(frame) == 20 and all(span in contexts[i] for i, span in zip(frame["id"], frame["span"], strict=True))
+    assert (frame["span"] != "").any() and (frame["span"] != frame["answer"]).any()  # some snapped onto the context
+    metrics = json.loads((out / "metrics.json").read_text())
+    expected = span_score("exact_match", frame["span"].tolist(), frame["truth"].tolist())
+    assert metrics["metric"] == pytest.approx(expected)
+    assert metrics["copied_from_context"] + metrics["snapped_to_context"] == 20
+    code, _, err = cli("train", cfg)
+    assert code == 2 and "runs `kagglemlc zero-shot` only" in err

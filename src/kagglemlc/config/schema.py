@@ -468,15 +468,13 @@ class Config(Section):
 
     def _check_span(self) -> None:
         comp, train = self.competition, self.train
-        if self.model.kind == "generative":
-            raise ValueError("competition.task: span trains a start/end head (model.kind encoder or decoder)")
         if comp.text_pair_column is not None:
             raise ValueError("competition.text_pair_column: task span reads question_column and context_column")
         if comp.question is not None and comp.question_column is not None:
             raise ValueError("competition.question: a fixed question or question_column, not both")
-        if self.model.max_length == AUTO:
+        if self.model.max_length == AUTO and self.model.kind != "generative":
             raise ValueError("model.max_length: set it for task span (question + context windows)")
-        if self.model.doc_stride >= self.model.max_length // 2:
+        if self.model.kind != "generative" and self.model.doc_stride >= self.model.max_length // 2:
             raise ValueError(f"model.doc_stride: {self.model.doc_stride} must be under half of model.max_length")
         for key, value in (("seeds", train.seeds), ("distill", train.distill), ("pseudo_labels", train.pseudo_labels)):
             if value is not None:

@@ -306,7 +306,7 @@ def load_base(cfg: Config, label_names: list[str], task: str, path: str | None =
     quantization = build_quantization_config(cfg)
     extra = {"pad_token_id": build_tokenizer(cfg).pad_token_id} if decoder or generative else {}
     source = path or resolve_model_path(cfg)
-    if task == "span":
+    if task == "span" and not generative:
         auto_class = span_model_class(AutoConfig.from_pretrained(source, **cache_kwargs(cfg)))
         if auto_class is AutoModelForTokenClassification:  # a two-logit head on every token: start, end
             extra |= {"num_labels": 2, "id2label": {0: "start", 1: "end"}, "label2id": {"start": 0, "end": 1}}
@@ -319,7 +319,7 @@ def load_base(cfg: Config, label_names: list[str], task: str, path: str | None =
             "label2id": {n: i for i, n in enumerate(names)},
             "ignore_mismatched_sizes": path is None,
         }
-    if task != "span":
+    if task != "span" or generative:
         auto_class = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
     try:
         if cfg.model.pooling is not None:  # kagglemlc's head in place of the checkpoint's own (encoder_switches.py)

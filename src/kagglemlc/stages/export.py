@@ -449,6 +449,9 @@ def export(config_paths: Sequence[str | Path], out: Path, merge: bool = True) ->
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()):
         raise KaggleMLCError(f"--out {out}: the folder is not empty; export into a new folder")
+    for path in config_paths:
+        if load_config(path).competition.task == "span":
+            raise KaggleMLCError(f"{path}: export bundles do not carry task span yet; predict with `kagglemlc predict`")
     try:
         return _export(config_paths, out, merge)
     except BaseException:

@@ -11,6 +11,7 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase
 
 from kagglemlc.config import Config
+from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.competition import CompetitionData
 from kagglemlc.data.predictions import write_predictions
 from kagglemlc.data.spans import write_spans
@@ -38,6 +39,11 @@ def make_task(
         n_outputs: the model's number of outputs (the label targets are cut to it); all labels by default.
         taught: a teacher's targets and pseudo-labelled rows (`data.teachers`; classifiers only).
     """
+    if cfg.model.kind == "generative" and data.task == "span":
+        raise KaggleMLCError(
+            "task span with model.kind generative runs `kagglemlc zero-shot` only; to train, put a start/end head on "
+            "it: model.kind decoder"
+        )
     if cfg.model.kind == "generative":
         return GenerativeTask(cfg, tokenizer, data)
     if data.task == "span":

@@ -17,6 +17,9 @@ DEFAULT_PROMPTS = {
     "Answer with the label only.\n\nText: {text}",
     "binary": "Does the label {labels} apply to the text below?\n"
     "Answer with {labels} if it applies, or none if it does not.\n\nText: {text}",
+    # task span (zero-shot): {text} is the question (when there is one) and the context
+    "span": "Copy, word for word, the shortest part of the context that answers the question. Answer with the copied "
+    "words only.\n\n{text}",
 }
 
 

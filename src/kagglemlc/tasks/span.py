@@ -12,6 +12,7 @@ span (start ≤ end, at most `model.max_answer_tokens` tokens) is decoded from t
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from kagglemlc.data.competition import CompetitionData
 from kagglemlc.data.spans import decode_all
 from kagglemlc.engine.batching import Encodings, collate
 from kagglemlc.engine.inference import gather_results, process_batches
-from kagglemlc.scoring.spans import SpanLogits, span_score
+from kagglemlc.scoring.spans import SpanLogits, span_score, word_jaccard
 from kagglemlc.tasks.base import Predictions
 
 
@@ -189,3 +190,56 @@ class SpanPredictions:
 
     def __init__(self, frame: pd.DataFrame, logits: list[SpanLogits], truth: list[str] | None = None):
         self.frame, self.logits, self.truth = frame, logits, truth
+
+
+def snap_to_context(answer: str, context: str) -> str:
+    """A generated answer as a substring of its context: itself where it is one, otherwise the run of the context's
+    words (as many as the answer's, give or take two) that shares the most words with it; "" when none does."""
+    answer = answer.strip().strip("\"'`").strip()
+    if not answer or answer in context:
+        return answer
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", context)]
+    wanted = set(answer.lower().split())
+    n = len(answer.split())
+    best, best_score = "", 0.0
+    for size in range(max(1, n - 2), n + 3):
+        for i in range(0, max(len(words) - size + 1, 0)):
+            text = context[words[i][0] : words[i + size - 1][1]]
+            score = word_jaccard(text, answer)
+            if score > best_score and wanted & set(text.lower().split()):
+                best, best_score = text, score
+    return best
+
+
+def zero_shot_spans(
+    cfg: Config,
+    tokenizer: PreTrainedTokenizerBase,
+    model: torch.nn.Module,
+    data: CompetitionData,
+    rows: np.ndarray,
+    accelerator: Accelerator,
+) -> pd.DataFrame:
+    """An instruct model's answers for `rows` of the training file, prompted with the question and the context,
+    each snapped to a substring of its context. Returns id, answer (generated), span (snapped), truth."""
+    from kagglemlc.tasks.generate import generate_answers
+    from kagglemlc.tasks.prompts import Prompter
+
+    prompter = Prompter(cfg, tokenizer, data.label_names, "span")
+    questions = data.train_questions
+    texts = [
+        (f"Question: {questions[r]}\n" if questions is not None else "") + f"Context: {data.train_texts[r]}"
+        for r in rows
+    ]
+    answers = generate_answers(
+        model, prompter, prompter.prompts(texts), accelerator, cfg.train.eval_batch_size,
+        cfg.generation.max_new_tokens or cfg.model.max_answer_tokens + 4,
+    )  # fmt: skip
+    spans = data.answer_spans
+    return pd.DataFrame(
+        {
+            "id": data.train_ids[rows].astype(str),
+            "answer": answers,
+            "span": [snap_to_context(a, data.train_texts[r]) for a, r in zip(answers, rows, strict=True)],
+            "truth": [data.train_texts[r][spans[r, 0] : spans[r, 1]] for r in rows],
+        }
+    )
