@@ -309,7 +309,7 @@ def test_answer_offsets_are_read_where_the_data_gives_them(tmp_path):
     [
         (["model.max_length=auto"], "set it for task span"),
         (["model.doc_stride=40"], "must be under half of model.max_length"),
-        (["model.kind=generative"], "start/end head"),
+        (["predict.stride=8"], "task span reads windows itself"),
         (["train.seeds=[1, 2]"], "not with task span yet"),
     ],
 )
