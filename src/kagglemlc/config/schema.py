@@ -512,14 +512,9 @@ class Config(Section):
         return self.output_dir
 
 
-
 def _sections() -> dict[str, type[BaseModel]]:
     return {
         name: field.annotation
         for name, field in Config.model_fields.items()
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
     }
-
-
-
-

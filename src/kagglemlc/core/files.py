@@ -116,7 +116,6 @@ def write_parquet(path: str | Path, frame: pd.DataFrame) -> Path:
     return _write_with(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-
 def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     return _write_with(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
 
@@ -150,7 +149,6 @@ def experiment_lock(run_dir: Path, command: str, name: str = ".lock") -> Iterato
         KaggleMLCError: another live process holds the directory.
     """
     import fcntl
-
 
     path = (Path(run_dir) / name).resolve()
     if path in _HELD:

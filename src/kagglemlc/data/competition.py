@@ -118,7 +118,6 @@ def arrow_ids(ids: np.ndarray | pd.Series | pa.Array | pa.ChunkedArray) -> pa.Ar
         return pa.array(np.asarray(ids).astype(str), type=pa.large_string())
 
 
-
 def _auto_labels(cfg: CompetitionConfig, submission: pd.DataFrame | None) -> list[str]:
     if cfg.labels != "auto":
         return list(cfg.labels)

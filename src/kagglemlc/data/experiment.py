@@ -123,7 +123,6 @@ def changed_settings(cfg: Config, stages: tuple[str, ...]) -> list[str]:
     return changes
 
 
-
 def trained_folds(run_dir: Path) -> list[Path]:
     """Fold folders holding anything trained: a checkpoint, a model or a complete fold's metrics."""
     folders = sorted(run_dir.glob("fold[0-9]*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1)

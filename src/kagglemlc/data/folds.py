@@ -171,8 +171,6 @@ def id_positions(found: pd.Series, ids: np.ndarray, path: Path, hint: str) -> np
     raise KaggleMLCError(f"{path}: ids do not match the competition's ({counts}, {detail}); {hint}")
 
 
-
-
 def ensure_folds(cfg: Config, remake: bool = False) -> Path:
     """folds.parquet, made exactly as `prepare` makes it when it is absent (or when `remake`).
 

@@ -68,6 +68,13 @@ def read_spans(path: Path, ids: np.ndarray | None = None) -> tuple[pd.DataFrame,
     return frame, logits
 
 
+def answer_texts(data: CompetitionData, rows: np.ndarray | None = None) -> list[str]:
+    """The true answers of training `rows` (all by default): their spans' characters ("" for no-answer rows)."""
+    spans, contexts = data.answer_spans, data.train_texts
+    rows = range(len(contexts)) if rows is None else rows
+    return [contexts[r][spans[r, 0] : spans[r, 1]] for r in rows]
+
+
 def decode_all(contexts: list[str], logits: Sequence[SpanLogits], max_tokens: int, allow_empty: bool) -> pd.DataFrame:
     decoded = [best_span(c, lg, max_tokens, allow_empty=allow_empty) for c, lg in zip(contexts, logits, strict=True)]
     return pd.DataFrame(decoded, columns=["text", "score", "start", "end"])

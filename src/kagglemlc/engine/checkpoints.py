@@ -81,7 +81,6 @@ def remove_resume_state(folder: Path, everything: bool = False) -> None:
         shutil.rmtree(folder / name, ignore_errors=True)
 
 
-
 def save_checkpoint(accelerator: Accelerator, final: Path, progress: dict[str, Any]) -> None:
     """Model, optimiser, scheduler and RNG states (accelerate's `save_state`), checksums and `progress`, swapped
     into `final` when complete. Every process calls it."""

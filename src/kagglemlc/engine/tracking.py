@@ -116,9 +116,7 @@ class ProgressLog:
         # wall-clock time per step since this process started the fold: evaluations and checkpoints included
         per_step = (now - self.started) / max(step - self.start_step, 1)
         eta = _duration(per_step * (self.total_steps - step))
-        info(
-            f"{self.name} step {step}/{self.total_steps}: loss {loss:.4f} {samples_per_s:.0f} samples/s ETA {eta}"
-        )
+        info(f"{self.name} step {step}/{self.total_steps}: loss {loss:.4f} {samples_per_s:.0f} samples/s ETA {eta}")
 
 
 def _duration(seconds: float) -> str:

@@ -189,7 +189,6 @@ def resolve_defaults(cfg: Config, texts: list[str] | None = None, tokenizer=None
         chosen.append(Choice("train.epochs", train.epochs, why))
     if cfg.model.max_length == AUTO and texts is not None:
         if tokenizer is None:
-
             tokenizer = build_tokenizer(cfg)
         cfg.model.max_length, why = auto_max_length(cfg, tokenizer, texts)
         chosen.append(Choice("model.max_length", cfg.model.max_length, why))

@@ -74,6 +74,17 @@ def span_score(metric: str, predicted: list[str], truth: list[str]) -> float:
     return float(np.mean([row(p, t) for p, t in zip(predicted, truth, strict=True)]))
 
 
+def span_cv(metric: str, predicted: list[str], truth: list[str], fold: np.ndarray, n_folds: int) -> dict:
+    """thresholds.json of a span experiment: nothing is tuned, so the CV of the out-of-fold spans is the number
+    untuned, tuned and nested alike; each fold's beside it."""
+    per_fold = [
+        span_score(metric, [predicted[i] for i in rows], [truth[i] for i in rows])
+        for rows in (np.flatnonzero(fold == k) for k in range(n_folds))
+    ]
+    cv = span_score(metric, predicted, truth)
+    return {"metric": metric, "task": "span", "cv_at_0.5": cv, "cv_tuned": cv, "cv_nested": cv, "per_fold": per_fold}
+
+
 @dataclass
 class SpanLogits:
     """One context's start/end logits by character: `start[c]` for a span starting at character c, `end[e]` for one

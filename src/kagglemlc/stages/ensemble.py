@@ -42,11 +42,11 @@ from kagglemlc.core.paths import FOLDS_FILE, OOF_FILE, TEST_FILE, THRESHOLDS_FIL
 from kagglemlc.data.competition import arrow_ids, cached_competition, load_competition
 from kagglemlc.data.folds import fold_of_rows, read_folds, same_ids
 from kagglemlc.data.predictions import probability_table, read_probs, submitted_files, submitted_test, write_table
-from kagglemlc.data.spans import decode_all, read_spans, span_frame
+from kagglemlc.data.spans import answer_texts, decode_all, read_spans, span_frame
 from kagglemlc.data.thresholds import cv_before_after, threshold_report, write_thresholds
 from kagglemlc.scoring.blend import METHODS, blend32, fit_weights, to_blend_space
 from kagglemlc.scoring.cuts import cut_objective
-from kagglemlc.scoring.spans import SpanLogits, average_logits, span_score
+from kagglemlc.scoring.spans import SpanLogits, average_logits, span_cv, span_score
 from kagglemlc.scoring.stack import stack
 
 STACK = "stack"
@@ -232,7 +232,7 @@ def _span_ensemble(cfgs: list[Config], config_paths: list[Path], name: str | Non
         folds = _check_same_folds(cfgs, pool)
     data = load_competition(first.competition)
     train_ids, contexts, metric = data.train_ids, data.train_texts, first.competition.metric
-    truth = [c[a:b] for c, (a, b) in zip(contexts, data.answer_spans, strict=True)]
+    truth = answer_texts(data)
     oofs = [read_spans(c.run_dir / OOF_FILE, train_ids)[1] for c in cfgs]
     m, allow_empty = first.model, first.competition.allow_no_answer
 
@@ -259,12 +259,8 @@ def _span_ensemble(cfgs: list[Config], config_paths: list[Path], name: str | Non
         write_parquet(cfg.run_dir / TEST_FILE, span_frame(data.test_ids, frame, logits))
     fold = fold_of_rows(first.run_dir, data.ids("train"), folds)
     predicted = read_spans(cfg.run_dir / OOF_FILE, train_ids)[0]["text"].tolist()
-    per_fold = [span_score(metric, [predicted[i] for i in r], [truth[i] for i in r])
-                for r in (np.flatnonzero(fold == k) for k in range(first.cv.folds))]  # fmt: skip
     save_resolved(cfg)
-    write_json(cfg.run_dir / THRESHOLDS_FILE,
-               {"metric": metric, "task": "span", "cv_at_0.5": cv, "cv_tuned": cv, "cv_nested": cv,
-                "per_fold": per_fold})  # fmt: skip
+    write_json(cfg.run_dir / THRESHOLDS_FILE, span_cv(metric, predicted, truth, fold, first.cv.folds))
     shown = ", ".join(f"{c.name} {w:.2f} ({single:.4f})" for c, w, single in zip(cfgs, weights, singles, strict=True))
     info(f"{cfg.name} ({shown}): {metric} of the out-of-fold spans {cv:.4f} → {cfg.run_dir}")
     return cfg.run_dir

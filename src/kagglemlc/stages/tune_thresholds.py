@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from kagglemlc.config import Config
 from kagglemlc.core.console import info
 from kagglemlc.core.files import write_json
@@ -23,9 +21,9 @@ from kagglemlc.core.paths import OOF_FILE, THRESHOLDS_FILE
 from kagglemlc.data.competition import CompetitionData, cached_competition
 from kagglemlc.data.folds import fold_of_rows
 from kagglemlc.data.predictions import read_probs
-from kagglemlc.data.spans import read_spans
+from kagglemlc.data.spans import answer_texts, read_spans
 from kagglemlc.data.thresholds import threshold_report, write_thresholds
-from kagglemlc.scoring.spans import span_score
+from kagglemlc.scoring.spans import span_cv
 
 
 def tune_thresholds(cfg: Config, data: CompetitionData | None = None) -> Path:
@@ -47,22 +45,17 @@ def tune_thresholds(cfg: Config, data: CompetitionData | None = None) -> Path:
         with cached_competition(cfg.competition, cfg.run_dir, with_test=False, texts=span) as data:
             return tune_thresholds(cfg, data)
     if span:
-        return write_json(cfg.run_dir / THRESHOLDS_FILE, span_cv(cfg, data))
+        return write_json(cfg.run_dir / THRESHOLDS_FILE, span_cv_file(cfg, data))
     ids = data.ids("train")
     probs = read_probs(cfg.run_dir / OOF_FILE, ids, data.label_names, "run `kagglemlc train` first", unique=True)
     return write_thresholds(cfg, threshold_report(cfg, data, probs, fold_of_rows(cfg.run_dir, ids)))
 
 
-def span_cv(cfg: Config, data: CompetitionData) -> dict:
-    """task span has nothing to tune: thresholds.json records the CV of the decoded out-of-fold spans (the same
-    number untuned, tuned and nested) and each fold's."""
+def span_cv_file(cfg: Config, data: CompetitionData) -> dict:
+    """task span has nothing to tune: thresholds.json records the CV of the decoded out-of-fold spans."""
     frame, _ = read_spans(cfg.run_dir / OOF_FILE, data.train_ids)
-    spans, metric = data.answer_spans, cfg.competition.metric
-    truth = [context[a:b] for context, (a, b) in zip(data.train_texts, spans, strict=True)]
-    predicted = frame["text"].tolist()
     fold = fold_of_rows(cfg.run_dir, data.ids("train"))
-    per_fold = [span_score(metric, [predicted[i] for i in rows], [truth[i] for i in rows])
-                for rows in (np.flatnonzero(fold == k) for k in range(cfg.cv.folds))]  # fmt: skip
-    cv = span_score(metric, predicted, truth)
-    info(f"{metric} of the out-of-fold spans: {cv:.4f} (folds: {', '.join(f'{v:.4f}' for v in per_fold)})")
-    return {"metric": metric, "task": "span", "cv_at_0.5": cv, "cv_tuned": cv, "cv_nested": cv, "per_fold": per_fold}
+    report = span_cv(cfg.competition.metric, frame["text"].tolist(), answer_texts(data), fold, cfg.cv.folds)
+    folds = ", ".join(f"{v:.4f}" for v in report["per_fold"])
+    info(f"{report['metric']} of the out-of-fold spans: {report['cv_tuned']:.4f} (folds: {folds})")
+    return report

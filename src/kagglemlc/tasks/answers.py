@@ -1,7 +1,7 @@
 """Generated answers → labels: a parser that survives case, spacing, synonyms, extra words and unknown labels.
 
-    parser = AnswerParser(["joy", "anger"], synonyms={"joy": ["happiness"]})
-    parser.parse("Happiness, and ANGER!").labels    # (0, 1)
+parser = AnswerParser(["joy", "anger"], synonyms={"joy": ["happiness"]})
+parser.parse("Happiness, and ANGER!").labels    # (0, 1)
 """
 
 from __future__ import annotations

@@ -49,8 +49,6 @@ from kagglemlc.tasks.prompts import Prompter
 ANSWER_SLACK = 4  # default max_new_tokens: the longest training answer plus this
 
 
-
-
 # --- the generative task: what the training loop and prediction need ----------------------------
 @dataclass
 class GenerativeTask:
@@ -289,5 +287,3 @@ def _read_log_probs(
             values = logp[b, cols, tokens].cpu().numpy()
             results.append((np.array([r[2] for r in reads]), np.array([r[3] for r in reads]), values))
     return results
-
-

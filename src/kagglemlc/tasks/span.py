@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from kagglemlc.config import Config
 from kagglemlc.data.competition import CompetitionData
-from kagglemlc.data.spans import decode_all
+from kagglemlc.data.spans import answer_texts, decode_all
 from kagglemlc.engine.batching import Encodings, collate
 from kagglemlc.engine.inference import gather_results, process_batches
 from kagglemlc.scoring.spans import SpanLogits, span_score, word_jaccard
@@ -162,16 +162,12 @@ class SpanTask:
         contexts = self.data.train_texts if split == "train" else self.data.test_texts or []
         decided = self.decode([contexts[r] for r in rows], logits)
         if split == "train":
-            decided.truth = self.truth(rows)
+            decided.truth = answer_texts(self.data, rows)
         return Predictions(np.zeros((len(rows), 1), np.float32), decided=decided)
 
     def decode(self, contexts: list[str], logits: list[SpanLogits]) -> SpanPredictions:
         m, allow_empty = self.cfg.model, self.cfg.competition.allow_no_answer
         return SpanPredictions(decode_all(contexts, logits, m.max_answer_tokens, allow_empty), logits)
-
-    def truth(self, rows: np.ndarray) -> list[str]:
-        spans = self.data.answer_spans
-        return [self.data.train_texts[r][spans[r, 0] : spans[r, 1]] for r in rows]
 
     def selection_metric(self, y: np.ndarray, predicted: Predictions) -> float:
         decided = predicted.decided
@@ -234,12 +230,11 @@ def zero_shot_spans(
         model, prompter, prompter.prompts(texts), accelerator, cfg.train.eval_batch_size,
         cfg.generation.max_new_tokens or cfg.model.max_answer_tokens + 4,
     )  # fmt: skip
-    spans = data.answer_spans
     return pd.DataFrame(
         {
             "id": data.train_ids[rows].astype(str),
             "answer": answers,
             "span": [snap_to_context(a, data.train_texts[r]) for a, r in zip(answers, rows, strict=True)],
-            "truth": [data.train_texts[r][spans[r, 0] : spans[r, 1]] for r in rows],
+            "truth": answer_texts(data, rows),
         }
     )
