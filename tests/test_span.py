@@ -409,3 +409,37 @@ def test_zero_shot_spans_are_substrings_of_their_context(tmp_path, cli):
     assert metrics["copied_from_context"] + metrics["snapped_to_context"] == 20
     code, _, err = cli("train", cfg)
     assert code == 2 and "runs `kagglemlc zero-shot` only" in err
+
+
+def test_a_span_fold_stopped_mid_training_resumes_to_the_same_predictions(tmp_path, monkeypatch):
+    """The loop's checkpoints carry a span task as any other: stopped after its second evaluation and resumed, fold 0
+    writes the out-of-fold spans and logits of the run that was never stopped."""
+    from kagglemlc.stages.train import FoldTrainer
+    from kagglemlc.stages.train import train as run_train
+
+    model = make_encoder(tmp_path / "bert")
+    overrides = ["train.max_steps=6", "train.eval_every=2", "train.checkpoint_every=1"]
+    whole = load_config(span_competition(tmp_path / "whole", model, n_train=48), overrides)
+    run_train(whole, 0)
+    stopped = load_config(span_competition(tmp_path / "stopped", model, n_train=48), overrides)
+    evaluate, calls = FoldTrainer.evaluate, []
+
+    def stop_after_two(self, train_loss):
+        result = evaluate(self, train_loss)
+        calls.append(self.progress.step)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return result
+
+    with monkeypatch.context() as mp:
+        mp.setattr(FoldTrainer, "evaluate", stop_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            run_train(stopped, 0)
+    assert calls == [2, 4] and (stopped.run_dir / "fold0" / "checkpoint").is_dir()
+    step, steps = FoldTrainer.train_step, []
+    with monkeypatch.context() as mp:
+        mp.setattr(FoldTrainer, "train_step", lambda self, batches: steps.append(1) or step(self, batches))
+        run_train(stopped, 0)
+    assert len(steps) == 2  # steps 5 and 6: resumed, not trained again
+    expected = pd.read_parquet(whole.run_dir / "fold0" / "oof.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(stopped.run_dir / "fold0" / "oof.parquet"), expected)
