@@ -436,10 +436,10 @@ def test_a_span_fold_stopped_mid_training_resumes_to_the_same_predictions(tmp_pa
         with pytest.raises(KeyboardInterrupt):
             run_train(stopped, 0)
     assert calls == [2, 4] and (stopped.run_dir / "fold0" / "checkpoint").is_dir()
-    step, steps = FoldTrainer.train_step, []
+    loss_of, steps = FoldTrainer.loss_of, []
     with monkeypatch.context() as mp:
-        mp.setattr(FoldTrainer, "train_step", lambda self, batches: steps.append(1) or step(self, batches))
+        mp.setattr(FoldTrainer, "loss_of", lambda self, rows: steps.append(1) or loss_of(self, rows))
         run_train(stopped, 0)
-    assert len(steps) == 2  # steps 5 and 6: resumed, not trained again
+    assert len(steps) == 2  # the micro-batches of steps 5 and 6: resumed, not trained again
     expected = pd.read_parquet(whole.run_dir / "fold0" / "oof.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(stopped.run_dir / "fold0" / "oof.parquet"), expected)
