@@ -28,6 +28,8 @@ from kagglemlc.engine.batching import Encodings, collate
 from kagglemlc.engine.inference import gather_results, process_batches
 from kagglemlc.scoring.spans import SpanLogits, span_score, word_jaccard
 from kagglemlc.tasks.base import Predictions
+from kagglemlc.tasks.generate import generate_answers
+from kagglemlc.tasks.prompts import Prompter
 
 
 class SpanWindows:
@@ -217,9 +219,6 @@ def zero_shot_spans(
 ) -> pd.DataFrame:
     """An instruct model's answers for `rows` of the training file, prompted with the question and the context,
     each snapped to a substring of its context. Returns id, answer (generated), span (snapped), truth."""
-    from kagglemlc.tasks.generate import generate_answers
-    from kagglemlc.tasks.prompts import Prompter
-
     prompter = Prompter(cfg, tokenizer, data.label_names, "span")
     questions = data.train_questions
     texts = [
