@@ -322,10 +322,7 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
         raise KaggleMLCError("competition.labels: no labels found; list them or check competition.sample_submission")
     _check_task(cfg, names, y)
 
-    groups = None
-    if group_column:
-        require_columns(train, [group_column], cfg.train, "cv.group_column")
-        groups = train[group_column].to_numpy(dtype=object)
+    groups = _groups(train, cfg, group_column)
 
     data = CompetitionData(
         task=cfg.task,
@@ -341,6 +338,14 @@ def _load(cfg: CompetitionConfig, with_test: bool, group_column: str | None) -> 
     if with_test and cfg.test is not None:
         _load_test(cfg, data)
     return data
+
+
+def _groups(train: pd.DataFrame, cfg: CompetitionConfig, group_column: str | None) -> np.ndarray | None:
+    """cv.group_column's value per training row (None without one)."""
+    if not group_column:
+        return None
+    require_columns(train, [group_column], cfg.train, "cv.group_column")
+    return train[group_column].to_numpy(dtype=object)
 
 
 def _column_texts(frame: pd.DataFrame, column: str, path: Path, key: str) -> list[str]:
@@ -387,10 +392,7 @@ def _load_spans(
         )
     y = np.ones((len(train), 1), dtype=np.float32)
     y[missing] = 0
-    groups = None
-    if group_column:
-        require_columns(train, [group_column], cfg.train, "cv.group_column")
-        groups = train[group_column].to_numpy(dtype=object)
+    groups = _groups(train, cfg, group_column)
     return CompetitionData(
         task="span",
         label_names=names,

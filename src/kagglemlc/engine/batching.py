@@ -63,6 +63,12 @@ def tokenize_pairs(
     return Encodings(ids, lengths, pad_id, tokenizer.padding_side, types if wants_types else None)
 
 
+def pairs_unmarked(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True when the tokenizer's pair template marks no boundary between the segments (a decoder's `<s> A B`): the
+    caller puts the EOS between them."""
+    return tokenizer.num_special_tokens_to_add(pair=True) <= tokenizer.num_special_tokens_to_add(pair=False)
+
+
 def _pair_ids(
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
@@ -74,7 +80,7 @@ def _pair_ids(
     backend = tokenizer.backend_tokenizer
     # a decoder's template (<s> A B) marks no boundary between the segments: its separator (or its EOS) goes between
     # them, the whole read as one text
-    joined = tokenizer.num_special_tokens_to_add(pair=True) <= tokenizer.num_special_tokens_to_add(pair=False)
+    joined = pairs_unmarked(tokenizer)
     sep_token = tokenizer.sep_token or (tokenizer.eos_token if joined else None)
     sep = backend.encode(sep_token, add_special_tokens=False) if sep_token else None
     columns = [backend.encode_batch(list(column), add_special_tokens=False) for column in [texts, *segments]]

@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase
 from kagglemlc.config import Config
 from kagglemlc.data.competition import CompetitionData
 from kagglemlc.data.spans import answer_texts, decode_all
-from kagglemlc.engine.batching import Encodings, collate
+from kagglemlc.engine.batching import Encodings, collate, pairs_unmarked
 from kagglemlc.engine.inference import gather_results, process_batches
 from kagglemlc.scoring.spans import SpanLogits, span_score, word_jaccard
 from kagglemlc.tasks.base import Predictions
@@ -44,8 +44,8 @@ class SpanWindows:
         max_length: int,
         stride: int,
     ):
-        joined = tokenizer.num_special_tokens_to_add(pair=True) <= tokenizer.num_special_tokens_to_add(pair=False)
-        if questions is not None and joined and tokenizer.eos_token:  # a decoder: <s> question </s> context
+        # a decoder: <s> question </s> context
+        if questions is not None and pairs_unmarked(tokenizer) and tokenizer.eos_token:
             questions = [q + tokenizer.eos_token for q in questions]
         context_seq = 0 if questions is None else 1
         args = (contexts,) if questions is None else (questions, contexts)
