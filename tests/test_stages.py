@@ -8,6 +8,8 @@ until someone states here which stages it changes.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -231,3 +233,59 @@ def test_a_copy_of_the_training_file_elsewhere_changes_nothing(tmp_path, recorde
     pipeline.run(load_config(path, [f"competition.train={copy}"]))
     assert recorded == []
     pd.read_csv(copy)  # the copy is a real competition file
+
+
+NEWER = {"model.reinit_layers", "train.llrd", "thresholds.strategy", "submission.kind"}  # settings "added later"
+
+
+def test_an_upgrade_that_adds_settings_at_their_defaults_redoes_nothing(tmp_path, recorded):
+    """An experiment run by a kagglemlc from before some settings existed (simulated: the schema's marks without
+    them), rerun after the upgrade: nothing is redone, and setting one of them away from its default redoes its
+    stages as any edit does."""
+    path = make_competition(tmp_path, n_train=12, n_test=4)
+    older = [(key, mark) for key, mark in field_marks() if key not in NEWER]
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("kagglemlc.data.experiment.field_marks", lambda: older)
+        pipeline.run(load_config(path))
+    assert recorded == list(STAGES)
+    stamps = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert not NEWER & set(stamps["submit"]["inputs"]) and "train.lr" in stamps["submit"]["inputs"]
+    recorded.clear()
+    pipeline.run(load_config(path))
+    assert recorded == [], f"an upgrade redid {recorded}"
+    pipeline.run(load_config(path, ["model.reinit_layers=1"]))
+    assert set(recorded) == FROM_TRAIN
+
+
+def test_a_recorded_value_other_than_today_s_default_redoes_its_stages(tmp_path, recorded):
+    """A default that changed between versions is a change: the record holds the value the outputs were made with."""
+    path = make_competition(tmp_path, n_train=12, n_test=4)
+    pipeline.run(load_config(path))
+    stamps_file = tmp_path / "run" / "stages.json"
+    stamps = json.loads(stamps_file.read_text())
+    for stage in ("tune-thresholds", "submit"):
+        stamps[stage]["inputs"]["thresholds.value"] = 0.3  # as if 0.3 had been the default then
+    stamps_file.write_text(json.dumps(stamps))
+    recorded.clear()
+    pipeline.run(load_config(path))
+    assert set(recorded) == FROM_THRESHOLDS
+
+
+def test_stages_an_earlier_kagglemlc_stamped_with_fingerprints_stay_done(tmp_path, recorded):
+    path = make_competition(tmp_path, n_train=12, n_test=4)
+    pipeline.run(load_config(path))
+    stamps_file = tmp_path / "run" / "stages.json"
+    stamps = json.loads(stamps_file.read_text())
+    cfg = load_config(path)
+    pipeline._choose_defaults(cfg)  # as `run` does before it compares
+    prints = pipeline.fingerprints(cfg)
+    legacy = {
+        stage: {"fingerprint": prints[stage], **({"output": s["output"]} if "output" in s else {})}
+        for stage, s in stamps.items()
+    }
+    stamps_file.write_text(json.dumps(legacy))
+    recorded.clear()
+    pipeline.run(load_config(path))
+    assert recorded == []
+    pipeline.run(load_config(path, ["thresholds.value=0.3"]))
+    assert set(recorded) == FROM_THRESHOLDS

@@ -245,6 +245,20 @@ def test_a_changed_setting_over_a_complete_fold_stops_and_keeps_config_and_model
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"] == 1e-3
     assert json.loads((run / "fold0" / "metrics.json").read_text())["history"]
 
+    # a record by a kagglemlc from before some settings existed: at their defaults they are no change
+    def forget_newer_settings() -> None:
+        raw = yaml.safe_load((run / "config.yaml").read_text())
+        for key in ("model.reinit_layers", "train.llrd", "model.pooling"):
+            del raw["meta"]["stages"]["train"][key]
+        (run / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    forget_newer_settings()
+    code, _, err = cli("train", cfg, "train.lr=1e-3", "--fold", "0")
+    assert code == 0 and "already complete" in err, err
+    forget_newer_settings()
+    code, _, err = cli("train", cfg, "train.lr=1e-3", "model.reinit_layers=1", "--fold", "0")
+    assert code == 2 and "model.reinit_layers None → 1" in err, err
+
 
 def test_a_folds_file_that_does_not_match_cv_folds_is_one_error_line(tmp_path, cli, models):
     cfg = _setup(tmp_path, models["bert"], cli, max_steps=2)  # prepared with 3 folds

@@ -1,7 +1,14 @@
 """The experiment config: the schema (`schema`), loading with overrides and the resolved copy (`load`), the README
 reference (`reference`), the metric names the schema accepts (`metric_names`)."""
 
-from kagglemlc.config.load import field_marks, load_config, package_versions, save_resolved, settings_dict
+from kagglemlc.config.load import (
+    field_defaults,
+    field_marks,
+    load_config,
+    package_versions,
+    save_resolved,
+    settings_dict,
+)
 from kagglemlc.config.metric_names import METRIC_NAMES, metric_problem
 from kagglemlc.config.reference import reference_markdown
 from kagglemlc.config.schema import (
@@ -38,6 +45,7 @@ __all__ = [
     "ThresholdsConfig",
     "TrainConfig",
     "affects",
+    "field_defaults",
     "field_marks",
     "load_config",
     "metric_problem",

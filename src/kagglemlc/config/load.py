@@ -18,6 +18,7 @@ from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from kagglemlc.config.schema import DEFAULT_CONFIG, Config, _resolve_path, _sections
 from kagglemlc.core.errors import KaggleMLCError
@@ -176,6 +177,26 @@ def field_marks() -> list[tuple[str, dict[str, Any]]]:
             fields = section.model_fields.items()
             marks += [(f"{name}.{sub.alias or key}", sub.json_schema_extra) for key, sub in fields]  # YAML keys
     return marks
+
+
+def field_defaults() -> dict[str, Any]:
+    """{dotted key: default} of every setting that has one, as plain data (what `settings_dict` holds for a field
+    left alone). A setting added to the schema must default to what kagglemlc did before it existed: a record made
+    by an older kagglemlc, which lacks the key, then counts as having had the default (`experiment.setting_changes`).
+    """
+    defaults = {}
+    for name, field in Config.model_fields.items():
+        section = _sections().get(name)
+        items = (
+            [(name, field)]
+            if section is None
+            else [(f"{name}.{sub.alias or k}", sub) for k, sub in section.model_fields.items()]
+        )
+        for key, sub in items:
+            default = sub.get_default(call_default_factory=True)
+            if default is not PydanticUndefined:
+                defaults[key] = to_jsonable_python(default)
+    return defaults
 
 
 def save_resolved(cfg: Config, stages: dict[str, dict[str, Any]] | None = None) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from kagglemlc.config import STAGES, Config, field_marks, save_resolved, settings_dict
+from kagglemlc.config import STAGES, Config, field_defaults, field_marks, save_resolved, settings_dict
 from kagglemlc.core.console import info
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.files import experiment_lock, file_digest
@@ -111,16 +111,38 @@ def changed_settings(cfg: Config, stages: tuple[str, ...]) -> list[str]:
     if recorded is None:
         return []
     current = stage_settings(cfg)
-    changes = []
     files = {key for key, mark in field_marks() if mark["file"]} | {COLUMNS_KEY}
+    changes = []
     for stage in stages:
-        old, new = recorded.get(stage) or {}, current[stage]
-        # keys both sides have first: the edit the user made, before the settings it brought in or out
-        for key in sorted(old.keys() | new.keys(), key=lambda k: (k not in old or k not in new, k)):
-            was, now_is = old.get(key), new.get(key)
-            if was != now_is:
-                changes.append(f"{key} (content changed)" if key in files else f"{key} {was!r} → {now_is!r}")
+        for key, was, now_is in setting_changes(recorded.get(stage) or {}, current[stage]):
+            changes.append(f"{key} (content changed)" if key in files else f"{key} {was!r} → {now_is!r}")
     return changes
+
+
+def setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) of each setting that differs between a record and now, the keys both sides have
+    first (the edit the user made, before the settings it brought in or out).
+
+    A key the record lacks whose value now is its default is no change: the record was made by a kagglemlc from
+    before that setting existed, and a new setting's default is what kagglemlc did before (`field_defaults`), so
+    upgrading kagglemlc neither refuses nor redoes what is on disk.
+    """
+    defaults = _recorded_defaults()
+    keys = sorted(old.keys() | new.keys(), key=lambda k: (k not in old or k not in new, k))
+    changes = []
+    for key in keys:
+        if key not in old and key in defaults and new.get(key) == defaults[key]:
+            continue
+        if key not in old or key not in new or old[key] != new[key]:
+            changes.append((key, old.get(key), new.get(key)))
+    return changes
+
+
+@functools.cache
+def _recorded_defaults() -> dict[str, Any]:
+    """Every setting's default as `stage_settings` records it (a file setting's default: no file)."""
+    files = {key for key, mark in field_marks() if mark["file"]}
+    return {key: content_digest(None) if key in files else value for key, value in field_defaults().items()}
 
 
 def trained_folds(run_dir: Path) -> list[Path]:

@@ -3,12 +3,12 @@
     kagglemlc run configs/demo.yaml             # a rerun after a crash or an edit does only what changed
     kagglemlc run configs/demo.yaml --upload    # ... and sends the submission to Kaggle
 
-Each stage's fingerprint hashes the settings marked on the config schema as changing that stage's output
-(`config.affects`; files by content) and its upstream stages' fingerprints; it is stored in
-`<output_dir>/stages.json` when the stage completes. A stage whose fingerprint is unchanged and whose outputs
-exist is skipped (and says so). A new test file redoes only the test predictions (from the saved fold models)
-and the submission. Trained folds are never deleted without `--restart`: an edit that invalidates them stops
-the run with one line naming the changed keys.
+A stage's inputs are the settings marked on the config schema as changing its output (`config.affects`; files by
+content) and its upstream stages' inputs; they are stored in `<output_dir>/stages.json` when the stage completes. A
+stage whose inputs are unchanged and whose outputs exist is skipped (and says so); a setting newer than the record,
+at its default, is no change (`experiment.setting_changes`: upgrading kagglemlc redoes nothing). A new test file
+redoes only the test predictions (from the saved fold models) and the submission. Trained folds are never deleted
+without `--restart`: an edit that invalidates them stops the run with one line naming the changed keys.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from kagglemlc.core.paths import (
     THRESHOLDS_FILE,
 )
 from kagglemlc.data.competition import cached_competition
-from kagglemlc.data.experiment import guard_trained, stage_settings, trained_commit
+from kagglemlc.data.experiment import guard_trained, setting_changes, stage_settings, trained_commit
 from kagglemlc.models.build import resolve_model_path
 from kagglemlc.models.defaults import apply_defaults
 from kagglemlc.stages import (  # the stages it chains (by module: tests replace them)
@@ -54,8 +54,20 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
+def stage_inputs(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Every stage's inputs: the settings that change its output and, through them, its upstream stages' outputs
+    (as plain JSON data, what stages.json records)."""
+    settings = stage_settings(cfg)
+    result: dict[str, dict[str, Any]] = {}
+    for stage in STAGES:
+        merged = {key: value for upstream in UPSTREAM[stage] for key, value in result[upstream].items()}
+        result[stage] = json.loads(json.dumps({**merged, **settings[stage]}, sort_keys=True, default=str))
+    return result
+
+
 def fingerprints(cfg: Config) -> dict[str, str]:
-    """Every stage's fingerprint: the settings that change its output, and its upstream stages' fingerprints."""
+    """What earlier kagglemlc commits recorded in stages.json instead of the inputs: a hash of each stage's settings and
+    its upstream stages' hashes (read so that stages those versions completed stay done)."""
     settings = stage_settings(cfg)
     result: dict[str, str] = {}
     for stage in STAGES:
@@ -84,11 +96,17 @@ def _outputs(cfg: Config, stage: str) -> list[Path]:
     }[stage]
 
 
-def _stage(cfg: Config, stage: str, prints: dict[str, str], work: Callable[[], Any], force: bool = False) -> bool:
-    """Runs `work` unless the stage is current; records its fingerprint. Returns True when it ran."""
+def _stage(
+    cfg: Config, stage: str, inputs: dict[str, dict[str, Any]], work: Callable[[], Any], force: bool = False
+) -> bool:
+    """Runs `work` unless the stage is current; records its inputs. Returns True when it ran."""
     stamps = _read_stamps(cfg)
     recorded = stamps.get(stage, {})
-    current = recorded.get("fingerprint") == prints[stage] and all(p.exists() for p in _outputs(cfg, stage))
+    if isinstance(recorded.get("inputs"), dict):
+        same = not setting_changes(recorded["inputs"], inputs[stage])
+    else:
+        same = recorded.get("fingerprint") == fingerprints(cfg)[stage]
+    current = same and all(p.exists() for p in _outputs(cfg, stage))
     extra = recorded.get("output")
     if stage == "submit":
         current = current and extra is not None and Path(extra).is_file()
@@ -97,7 +115,7 @@ def _stage(cfg: Config, stage: str, prints: dict[str, str], work: Callable[[], A
         return False
     output = work()
     stamps = _read_stamps(cfg)  # re-read: the stage itself may have run for a while
-    stamps[stage] = {"fingerprint": prints[stage], **({"output": str(output)} if stage == "submit" else {})}
+    stamps[stage] = {"inputs": inputs[stage], **({"output": str(output)} if stage == "submit" else {})}
     write_json(cfg.run_dir / STAGES_FILE, stamps)
     return True
 
@@ -124,18 +142,18 @@ def _run_stages(
     _choose_defaults(cfg)  # once: the stages below get the resolved config
     if guard_trained(cfg, restart):
         _forget(cfg, "train")
-    prints = fingerprints(cfg)
-    _stage(cfg, "prepare", prints, lambda: prepare.prepare(cfg))
-    _stage(cfg, "train", prints, lambda: train.train(cfg, on_evaluate=on_evaluate, full_fit=False))
-    _stage(cfg, "full-fit", prints, lambda: train.train_full(cfg))  # nothing to do unless train.full_fit
+    inputs = stage_inputs(cfg)
+    _stage(cfg, "prepare", inputs, lambda: prepare.prepare(cfg))
+    _stage(cfg, "train", inputs, lambda: train.train(cfg, on_evaluate=on_evaluate, full_fit=False))
+    _stage(cfg, "full-fit", inputs, lambda: train.train_full(cfg))  # nothing to do unless train.full_fit
     if cfg.competition.test is not None:
         # training predicted the test set with every fold's best model; a new test file needs only this
-        _stage(cfg, "predict", prints, lambda: predict.predict(cfg, only_stale=True))
-    _stage(cfg, "tune-thresholds", prints, lambda: tune_thresholds.tune_thresholds(cfg))
+        _stage(cfg, "predict", inputs, lambda: predict.predict(cfg, only_stale=True))
+    _stage(cfg, "tune-thresholds", inputs, lambda: tune_thresholds.tune_thresholds(cfg))
     if cfg.competition.test is None or cfg.competition.sample_submission is None:
         info("submit: competition.test / sample_submission not set, nothing to submit")
         return
-    _stage(cfg, "submit", prints, lambda: submit.submit(cfg, message, upload), force=upload)
+    _stage(cfg, "submit", inputs, lambda: submit.submit(cfg, message, upload), force=upload)
 
 
 def _choose_defaults(cfg: Config) -> None:
