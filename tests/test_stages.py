@@ -9,6 +9,7 @@ until someone states here which stages it changes.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -259,33 +260,39 @@ def test_an_upgrade_that_adds_settings_at_their_defaults_redoes_nothing(tmp_path
 
 def test_a_recorded_value_other_than_today_s_default_redoes_its_stages(tmp_path, recorded):
     """A default that changed between versions is a change: the record holds the value the outputs were made with."""
-    path = make_competition(tmp_path, n_train=12, n_test=4)
-    pipeline.run(load_config(path))
-    stamps_file = tmp_path / "run" / "stages.json"
-    stamps = json.loads(stamps_file.read_text())
-    for stage in ("tune-thresholds", "submit"):
-        stamps[stage]["inputs"]["thresholds.value"] = 0.3  # as if 0.3 had been the default then
-    stamps_file.write_text(json.dumps(stamps))
-    recorded.clear()
+
+    def as_if_the_default_was_0_3(stamps: dict) -> dict:
+        for stage in ("tune-thresholds", "submit"):
+            stamps[stage]["inputs"]["thresholds.value"] = 0.3
+        return stamps
+
+    path = _run_and_rewrite_stamps(tmp_path, recorded, as_if_the_default_was_0_3)
     pipeline.run(load_config(path))
     assert set(recorded) == FROM_THRESHOLDS
 
 
 def test_stages_an_earlier_kagglemlc_stamped_with_fingerprints_stay_done(tmp_path, recorded):
-    path = make_competition(tmp_path, n_train=12, n_test=4)
-    pipeline.run(load_config(path))
-    stamps_file = tmp_path / "run" / "stages.json"
-    stamps = json.loads(stamps_file.read_text())
-    cfg = load_config(path)
-    pipeline._choose_defaults(cfg)  # as `run` does before it compares
-    prints = pipeline.fingerprints(cfg)
-    legacy = {
-        stage: {"fingerprint": prints[stage], **({"output": s["output"]} if "output" in s else {})}
-        for stage, s in stamps.items()
-    }
-    stamps_file.write_text(json.dumps(legacy))
-    recorded.clear()
+    def as_an_earlier_kagglemlc_stamped(stamps: dict) -> dict:
+        cfg = load_config(tmp_path / "config.yaml")
+        pipeline._choose_defaults(cfg)  # as `run` does before it compares
+        prints = pipeline.fingerprints(cfg)
+        return {
+            stage: {"fingerprint": prints[stage], **({"output": s["output"]} if "output" in s else {})}
+            for stage, s in stamps.items()
+        }
+
+    path = _run_and_rewrite_stamps(tmp_path, recorded, as_an_earlier_kagglemlc_stamped)
     pipeline.run(load_config(path))
     assert recorded == []
     pipeline.run(load_config(path, ["thresholds.value=0.3"]))
     assert set(recorded) == FROM_THRESHOLDS
+
+
+def _run_and_rewrite_stamps(tmp_path, recorded: list[str], rewrite) -> Path:
+    """A whole run of a fresh competition, then its stages.json passed through `rewrite`; returns the config."""
+    path = make_competition(tmp_path, n_train=12, n_test=4)
+    pipeline.run(load_config(path))
+    stamps_file = tmp_path / "run" / "stages.json"
+    stamps_file.write_text(json.dumps(rewrite(json.loads(stamps_file.read_text()))))
+    recorded.clear()
+    return path
