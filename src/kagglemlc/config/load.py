@@ -166,17 +166,21 @@ def settings_dict(cfg: Config) -> dict[str, Any]:
     return cfg.model_dump(mode="json", exclude={"meta"}, by_alias=True)  # YAML keys: submission.from
 
 
-def field_marks() -> list[tuple[str, dict[str, Any]]]:
-    """(dotted key, `affects` mark) of every setting, in schema order: which stages each one changes."""
-    marks = []
+def _fields() -> list[tuple[str, Any]]:
+    """(dotted YAML key, pydantic FieldInfo) of every setting, in schema order."""
+    fields = []
     for name, field in Config.model_fields.items():
         section = _sections().get(name)
         if section is None:
-            marks.append((name, field.json_schema_extra))
+            fields.append((name, field))
         else:
-            fields = section.model_fields.items()
-            marks += [(f"{name}.{sub.alias or key}", sub.json_schema_extra) for key, sub in fields]  # YAML keys
-    return marks
+            fields += [(f"{name}.{sub.alias or key}", sub) for key, sub in section.model_fields.items()]  # YAML keys
+    return fields
+
+
+def field_marks() -> list[tuple[str, dict[str, Any]]]:
+    """(dotted key, `affects` mark) of every setting, in schema order: which stages each one changes."""
+    return [(key, field.json_schema_extra) for key, field in _fields()]
 
 
 def field_defaults() -> dict[str, Any]:
@@ -185,17 +189,10 @@ def field_defaults() -> dict[str, Any]:
     by an older kagglemlc, which lacks the key, then counts as having had the default (`experiment.setting_changes`).
     """
     defaults = {}
-    for name, field in Config.model_fields.items():
-        section = _sections().get(name)
-        items = (
-            [(name, field)]
-            if section is None
-            else [(f"{name}.{sub.alias or k}", sub) for k, sub in section.model_fields.items()]
-        )
-        for key, sub in items:
-            default = sub.get_default(call_default_factory=True)
-            if default is not PydanticUndefined:
-                defaults[key] = to_jsonable_python(default)
+    for key, field in _fields():
+        default = field.get_default(call_default_factory=True)
+        if default is not PydanticUndefined:
+            defaults[key] = to_jsonable_python(default)
     return defaults
 
 
