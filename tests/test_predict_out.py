@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import LABELS, make_competition
+from kagglemlc import cli
 from kagglemlc.models import precision
 from tiny_models import make_encoder
 
@@ -100,6 +102,25 @@ def test_two_processes_predict_every_row_once_as_one_does(trained, tmp_path):
     assert two["id"].tolist() == one["id"].tolist()
     np.testing.assert_allclose(two[LABELS].to_numpy(), one[LABELS].to_numpy(), atol=1e-6)
     assert done.stderr.count("rows/s") == 3  # one line per fold model, from the main process only
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["--version"], 0), (["predict", "missing.yaml"], 2)])
+def test_the_command_closes_its_process_group_however_it_ends(monkeypatch, argv, code):
+    """A torchrun process that exits with its Gloo group open can abort in the interpreter's teardown (SIGABRT after
+    all its work was done, which failed CI once): `main` closes the group, after a barrier when the command
+    finished, at once when it failed (the other processes may never reach a barrier)."""
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+    monkeypatch.setattr(sys, "argv", ["kagglemlc", *argv])
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cli.main()
+        assert ended.value.code == code
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 @pytest.mark.parametrize(("major", "expected"), [(6, "fp16"), (7, "fp16"), (8, "bf16"), (9, "bf16")])

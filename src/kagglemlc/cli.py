@@ -8,6 +8,7 @@ imports its stage (`kagglemlc.stages.<command>`) when it runs, so `kagglemlc --h
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -351,13 +352,33 @@ def search(
     run_search(search_file)
 
 
+def _close_process_group(finished: bool) -> None:
+    """Under torchrun: the processes wait for each other (when the command finished), then close the process group.
+    A process that exits with a Gloo group still open can abort in the interpreter's teardown ("terminate called
+    without an active exception", SIGABRT; pytorch/pytorch#179291), failing a run whose work was all done. Looked up
+    in sys.modules, not imported: a command that never touched torch has no group to close."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def main() -> None:
     """Console-script entry point: user errors → one line on stderr, exit code 2."""
+    finished = False
     try:
         app()
+        finished = True
     except KaggleMLCError as exc:
         error(str(exc))
         raise SystemExit(exc.exit_code) from None
+    except SystemExit as exc:  # typer ends every command with SystemExit
+        finished = exc.code in (None, 0)
+        raise
+    finally:
+        _close_process_group(finished)
 
 
 if __name__ == "__main__":
