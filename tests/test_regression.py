@@ -1,26 +1,34 @@
 """task: regression — numeric targets, regression losses and metrics (each equal to scikit-learn's / scipy's), folds
-on binned targets, QWK grades with cut points tuned on the OOF, and the example essay-grading competition run end
-to end through `kagglemlc run`."""
+on binned targets, QWK grades with cut points tuned on the OOF, blends of scores with OOF-fitted weights, and the
+example essay-grading competition run end to end through `kagglemlc run`."""
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
 
 from conftest import FILLER, make_competition
-from kagglemlc.config import load_config
+from kagglemlc.config import TrainConfig, load_config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.data.folds import assign_folds, strata
+from kagglemlc.models.losses import build_loss
 from kagglemlc.scoring.cuts import apply_cuts, evaluate, fit_cuts, untuned
-from kagglemlc.scoring.metrics import score
+from kagglemlc.scoring.metrics import quadratic_kappa, score
+from kagglemlc.stages.ensemble import ensemble
+from test_ensemble import sibling_config
+from test_thresholds import write_predictions
 from tiny_models import make_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +53,21 @@ def test_regression_metrics_equal_sklearn_and_scipy(n, targets, seed):
     rounded = np.clip(np.rint(scores[:, 0]), grades.min(), grades.max())
     expected = skm.cohen_kappa_score(grades[:, 0].astype(int), rounded.astype(int), weights="quadratic")
     assert score("qwk", grades, scores, "regression") == pytest.approx(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-3, 8), st.integers(-3, 8)), min_size=1, max_size=60),
+)
+def test_quadratic_kappa_is_sklearns(pairs):
+    """Every pair of integer grade lists, grades missing in between and one grade in all (undefined: nan) too."""
+    truth, graded = (np.array(column, dtype=np.int64) for column in zip(*pairs, strict=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # one grade in all
+        warnings.simplefilter("ignore", UserWarning)  # "a single label was found"
+        expected = skm.cohen_kappa_score(truth, graded, weights="quadratic")
+    got = quadratic_kappa(truth, graded)
+    assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)
 
 
 def test_qwk_cut_points_tuned_on_the_oof_beat_rounding():
@@ -133,6 +156,73 @@ def test_the_essay_grading_example_runs_end_to_end(tmp_path, cli):
     sample = pd.read_csv(ROOT / "examples" / "essay-grades" / "sample_submission.csv")
     assert list(sub.columns) == ["essay_id", "score"] and sub["essay_id"].tolist() == sample["essay_id"].tolist()
     assert sub["score"].dtype == np.int64 and sub["score"].between(1, 6).all()
+
+
+def _graded_member(seed: int):
+    """A member's OOF scores: the grade shrunk toward the mean (as MSE models do) plus its own noise."""
+    return lambda y: 0.6 * y + 1.3 + np.random.default_rng(seed).normal(0, 0.7, y.shape)
+
+
+def test_a_blend_of_graded_experiments_fits_weights_and_cuts_out_of_fold(tmp_path, cli):
+    """Two QWK experiments blend their scores with weights fitted on the OOF (never below the better member), the
+    blend's own grade cuts are tuned, and `submit` writes its integer grades — or its raw scores with
+    submission.kind=probabilities."""
+    rng = np.random.default_rng(0)
+    grades = rng.choice([1, 2, 3, 4, 5, 6], size=300, p=[0.07, 0.27, 0.36, 0.22, 0.06, 0.02])
+    train = pd.DataFrame({"id": [f"r{i}" for i in range(300)], "text": "an essay", "score": grades})
+    test = pd.DataFrame({"id": [f"t{i}" for i in range(40)], "text": "another essay"})
+    first = make_competition(
+        tmp_path, train=train, test=test, sample_submission=test[["id"]].assign(score=0),
+        config={"competition": {"task": "regression", "metric": "qwk"}},
+    )  # fmt: skip
+    second = sibling_config(first, "other")
+    for config, seed in ((first, 1), (second, 2)):
+        assert cli("prepare", config)[0] == 0
+        write_predictions(config, _graded_member(seed), seed=seed)
+        spread = pd.DataFrame({"id": test["id"], "score": np.random.default_rng(seed).uniform(0.5, 6.5, 40)})
+        spread.astype({"score": np.float32}).to_parquet(load_config(config).run_dir / "test.parquet", index=False)
+
+    out = ensemble([first, second], name="essays")
+    weights = np.array(yaml.safe_load((out / "config.yaml").read_text())["meta"]["ensemble"]["weights"])
+    assert weights.sum() == pytest.approx(1) and (weights > 0).all()
+    y = train[["score"]].to_numpy(dtype=float)
+    members = [_graded_member(seed)(y) for seed in (1, 2)]
+    blended = pd.read_parquet(out / "oof.parquet").set_index("id").loc[train["id"], ["score"]].to_numpy()
+    np.testing.assert_allclose(blended, weights[0] * members[0] + weights[1] * members[1], rtol=1e-5)
+    tuned = json.loads((out / "thresholds.json").read_text())
+    best_member = max(fit_cuts(y, m, "regression", "qwk")[1] for m in members)
+    assert tuned["metric"] == "qwk" and tuned["cv_tuned"] >= best_member and len(tuned["grade_cuts"]) == 6
+
+    code, _, err = cli("submit", out / "config.yaml")
+    assert code == 0, err
+    submitted = sorted((tmp_path / "submissions").glob("blend-essays-*.csv"))
+    sub = pd.read_csv(submitted[-1])
+    test_scores = pd.read_parquet(out / "test.parquet").set_index("id").loc[test["id"], ["score"]].to_numpy()
+    cuts = np.array(tuned["grade_cuts"])
+    expected = apply_cuts(test_scores, "regression", cuts)[:, 0]
+    assert sub["id"].tolist() == test["id"].tolist() and sub["score"].dtype == np.int64
+    np.testing.assert_array_equal(sub["score"].to_numpy(), expected)
+    assert not np.array_equal(expected, np.clip(np.rint(test_scores[:, 0]), 1, 6))  # the cuts, not rounding
+    code, _, err = cli("submit", out / "config.yaml", "submission.kind=probabilities")
+    assert code == 0, err
+    raw = pd.read_csv(max((tmp_path / "submissions").glob("blend-essays-*.csv"), key=lambda f: f.stat().st_mtime_ns))
+    np.testing.assert_allclose(raw["score"].to_numpy(), test_scores[:, 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber", "smooth_l1"])
+def test_regression_losses_match_their_definitions(loss):
+    """On the raw outputs, the mean over rows and targets; huber (delta 1) and smooth-L1 (beta 1) are squares below
+    an error of 1 and absolute errors above it. Row weights scale each row's mean over its targets."""
+    out = np.array([[0.2, 3.0], [-1.5, 0.4], [2.0, 2.1]])
+    target = np.array([[0.0, 0.5], [0.5, 0.4], [2.5, -1.0]])
+    err = np.abs(out - target)
+    elementwise = err**2 if loss == "mse" else np.where(err < 1, 0.5 * err**2, err - 0.5)
+    built = build_loss(TrainConfig(loss=loss), "regression", target)
+    x, t = torch.tensor(out, dtype=torch.float32), torch.tensor(target, dtype=torch.float32)
+    assert built(x, t).item() == pytest.approx(elementwise.mean(), rel=1e-6)
+    row_weights = np.array([2.0, 0.0, 1.0])
+    expected = np.mean(elementwise.mean(axis=1) * row_weights)
+    assert built(x, t, torch.tensor(row_weights, dtype=torch.float32)).item() == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -139,11 +139,29 @@ def grades(values: np.ndarray, y: np.ndarray, cuts: np.ndarray | None = None) ->
     return np.clip(np.rint(values), np.min(y), np.max(y)).astype(np.int64)
 
 
+def quadratic_kappa(truth: np.ndarray, graded: np.ndarray) -> float:
+    """scikit-learn's `cohen_kappa_score(truth, graded, weights="quadratic")` for integer grades, from one bincount:
+    the grades are the sorted values present in either (a missing grade adds no distance, as in scikit-learn);
+    nan where it is undefined (one grade in all). ~100x faster than scikit-learn's, which validates its input on
+    each of the thousands of calls a cut search makes."""
+    lo = min(truth.min(), graded.min())
+    present = np.bincount(truth - lo) > 0
+    present = np.pad(present, (0, max(0, graded.max() - lo + 1 - len(present))))
+    present[graded - lo] = True
+    index = np.cumsum(present) - 1  # value - lo → the grade's position among those present
+    k = int(index[-1]) + 1
+    confusion = np.bincount(index[truth - lo] * k + index[graded - lo], minlength=k * k).reshape(k, k)
+    expected = np.outer(confusion.sum(axis=1), confusion.sum(axis=0)) / len(truth)
+    weights = np.subtract.outer(np.arange(k), np.arange(k)) ** 2
+    denominator = float((weights * expected).sum())
+    return float(1 - (weights * confusion).sum() / denominator) if denominator > 0 else float("nan")
+
+
 def _qwk(y: np.ndarray, pred: np.ndarray, cuts: np.ndarray | None) -> float:
     if y.shape[1] != 1:
         raise KaggleMLCError(f"metric 'qwk' scores one grade per row; this competition has {y.shape[1]} targets")
     truth = np.rint(y[:, 0]).astype(np.int64)
-    return float(skm.cohen_kappa_score(truth, grades(pred[:, 0], truth, cuts), weights="quadratic"))
+    return quadratic_kappa(truth, grades(pred[:, 0], truth, cuts))
 
 
 def _by_target(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], float]:
