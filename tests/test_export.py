@@ -7,8 +7,8 @@ iterative-stratification, no bitsandbytes: those come from the bundle's wheels) 
 in a real Jupyter kernel of that environment, reading the competition from a folder laid out like /kaggle/input/.
 Its submission.csv is byte for byte the CSV `kagglemlc submit` wrote for each of the three.
 
-The environment is made once per test session from the local wheel cache (about a minute: `pip install torch==...`
-works offline here). The experiments train on CPU in seconds (tiny random models, tests/tiny_*.py).
+The environment is made once per test session: what `pip install` of those packages would install, hard-linked from
+this environment (seconds). The experiments train on CPU in seconds (tiny random models, tests/tiny_*.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib.metadata import version
+import sysconfig
+from importlib.metadata import Distribution, distribution
 from pathlib import Path
 
 import nbformat
@@ -26,6 +27,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from conftest import LABELS, make_competition
 from kagglemlc.core.errors import KaggleMLCError
@@ -255,15 +258,52 @@ def test_export_refuses_a_non_empty_folder_and_untrained_experiments(experiments
 # ---- the main claim: a Kaggle-like environment, the notebook in a real Jupyter kernel ---------------------------
 
 
+def _installed_closure(names: list[str]) -> list[Distribution]:
+    """The installed distributions that `pip install NAMES` would put in a new environment: each with its
+    requirements (markers evaluated, extras followed), transitively, at the versions installed here."""
+    found: dict[str, Distribution] = {}
+    todo, done = [(name, "") for name in names], set()
+    while todo:
+        name, extra = todo.pop()
+        key = canonicalize_name(name)
+        if (key, extra) in done:
+            continue
+        done.add((key, extra))
+        dist = found.setdefault(key, distribution(name))
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": extra}):
+                todo += [(req.name, "")] + [(req.name, e) for e in req.extras]
+    return list(found.values())
+
+
 @pytest.fixture(scope="session")
 def kaggle_python(tmp_path_factory) -> Path:
-    """A new virtual environment with what a Kaggle image has (and Jupyter), no kagglemlc; its python."""
+    """A new virtual environment with what a Kaggle image has (and Jupyter), no kagglemlc; its python.
+
+    The IMAGE packages are what `pip install` of them pinned to the versions installed here would put there (their
+    dependency closure), hard-linked from this environment's site-packages instead of unpacked again (torch alone is
+    750 MB); scripts outside site-packages are left out. Jupyter comes from the wheel cache."""
     venv = tmp_path_factory.mktemp("kaggle-image") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    pinned = [f"{name}=={version(name).split('+')[0]}" for name in IMAGE] + JUPYTER
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", *pinned], capture_output=True, text=True, timeout=900
+    here = Path(sysconfig.get_paths()["purelib"])
+    there = Path(subprocess.check_output([str(python), "-c", PURELIB], text=True).strip())
+    for dist in _installed_closure(IMAGE):
+        assert dist.files, f"{dist.metadata['Name']}: no RECORD of its files"
+        for file in dist.files:
+            source = Path(dist.locate_file(file))
+            relative = os.path.relpath(source, here)
+            if relative.startswith("..") or not source.is_file():
+                continue  # console scripts and data files outside site-packages, bytecode not written here
+            target = there / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:  # another file system
+                shutil.copy2(source, target)
+    done = subprocess.run(  # Jupyter is not installed here: from the wheel cache (pip keeps what is linked)
+        [str(python), "-m", "pip", "install", "--quiet", *JUPYTER], capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     for absent in ("kagglemlc", "iterstrat", "bitsandbytes"):
@@ -272,6 +312,7 @@ def kaggle_python(tmp_path_factory) -> Path:
     return python
 
 
+PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
 RUN_NOTEBOOK = """
 import sys, nbformat, nbclient
 notebook = nbformat.read(sys.argv[1], as_version=4)

@@ -332,7 +332,8 @@ class SubmissionConfig(Section):
     model_config = ConfigDict(**Section.model_config, validate_by_name=True)  # `from` is a Python keyword: from_
 
     kind: Literal["labels", "probabilities"] = Field("labels", json_schema_extra=SUBMIT)
-    """labels (thresholded 0/1 or class names) or probabilities (for AUC / log-loss metrics)."""
+    """labels (thresholded 0/1 or class names) or probabilities (for AUC / log-loss metrics). Regression scored by
+    qwk: labels = the integer grades of the tuned cut points, probabilities = the raw scores."""
     dir: ResolvedPath | None = Field(None, json_schema_extra=SUBMIT)
     """Where submissions are written; default: ./submissions in the current directory."""
     use: Literal["folds", "full", "both"] = Field("folds", json_schema_extra=SUBMIT)
