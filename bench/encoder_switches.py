@@ -31,7 +31,8 @@ from pathlib import Path
 import defaults_grid as grid
 
 CELLS: dict[str, dict[str, str]] = {
-    "defaults": {},  # what kagglemlc ships: the baseline every switch is compared with
+    "defaults": {},  # what kagglemlc ships (since this bench: pooling auto = mean for MiniLM, = the mean-pooling cell)
+    "own-head": {"model.pooling": "null"},  # the checkpoint's own head on [CLS]: the defaults the table measured
     "mean-pooling": {"model.pooling": "mean"},
     "llrd-0.9": {"train.llrd": "0.9"},
     "reinit-1": {"model.reinit_layers": "1"},

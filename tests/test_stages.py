@@ -69,7 +69,7 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "model.offline": (True, NOTHING),
     "model.cache_dir": ("hf-cache", NOTHING),
     "model.trust_remote_code": (True, FROM_TRAIN),
-    "model.pooling": ("mean", FROM_TRAIN),
+    "model.pooling": ("max", FROM_TRAIN),  # the default model (MiniLM) is already read through mean pooling
     # needs model.pooling, which one edit cannot give: marked train, checked in tests/test_encoder_switches.py
     "model.head_dropouts": ("NOT-EDITED", FROM_TRAIN),
     "model.reinit_layers": (1, FROM_TRAIN),

@@ -167,11 +167,12 @@ class ModelConfig(Section):
     $HF_HUB_CACHE or $HF_HOME/hub)."""
     trust_remote_code: bool = Field(False, json_schema_extra=TRAIN)
     """Run Python code shipped with the model. Off unless you trust the model's source."""
-    pooling: Literal["cls", "mean", "max", "attention"] | None = Field(None, json_schema_extra=TRAIN)
+    pooling: Literal["cls", "mean", "max", "attention"] | None | Auto = Field(AUTO, json_schema_extra=TRAIN)
     """Encoders: null = the checkpoint's own classification head (it reads the first token, through BERT's pooler,
     RoBERTa's and ELECTRA's dense layer or DeBERTa's context pooler); cls | mean | max | attention = kagglemlc's head
     instead: the last hidden states pooled (the first token; mean or max over the real tokens; a learned softmax
-    weighting of them), then dropout and one linear layer."""
+    weighting of them), then dropout and one linear layer. auto: the pooling a sentence-transformers checkpoint was
+    trained with (its 1_Pooling/config.json; mean when it has none), else null (see Defaults)."""
     head_dropouts: int = Field(1, ge=1, json_schema_extra=TRAIN)
     """Multi-sample dropout (with model.pooling set): in training the head's linear layer reads the pooled vector
     under this many dropout masks and the logits are averaged; prediction is unchanged."""
@@ -482,7 +483,8 @@ class Config(Section):
                 raise ValueError(f"train.{key}: not with task span yet")
         if train.full_fit:
             raise ValueError("train.full_fit: not with task span yet")
-        if self.model.pooling is not None or self.predict.stride is not None or self.predict.max_length is not None:
+        windows = self.predict.stride is not None or self.predict.max_length is not None
+        if self.model.pooling not in (None, AUTO) or windows:
             raise ValueError("task span reads windows itself (model.doc_stride); model.pooling and predict.* unset")
         if self.submission.kind != "labels":
             raise ValueError("submission.kind: task span submits the answer text (labels)")
@@ -490,7 +492,7 @@ class Config(Section):
     def _check_encoder_switches(self) -> None:
         m, method = self.model, self.adapter.method
         switched = {
-            "model.pooling": m.pooling is not None,
+            "model.pooling": m.pooling not in (None, AUTO),  # auto is null where a switch cannot be
             "model.head_dropouts": m.head_dropouts > 1,
             "model.reinit_layers": m.reinit_layers > 0,
             "model.freeze_layers": m.freeze_layers is not None,

@@ -171,7 +171,8 @@ def guard_trained(cfg: Config, restart: bool = False, stages: tuple[str, ...] = 
     if not restart:
         raise KaggleMLCError(
             f"{cfg.run_dir}: {len(folds)} trained fold(s) used other settings ({shown}); nothing was changed. "
-            "Train into a new folder (output_dir=runs/<new name>) or add --restart to discard them and retrain"
+            "Set them back to the values before the arrow, train into a new folder (output_dir=runs/<new name>) or "
+            "add --restart to discard them and retrain"
         )
     discard_folds(cfg, [int(f.name[4:]) for f in folds])
     info(f"--restart: settings changed ({shown}); discarded {', '.join(f.name for f in folds)} to retrain")

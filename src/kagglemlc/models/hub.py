@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,14 +58,18 @@ def hub_offline() -> bool:
 
 
 def wanted_files(files: list[str]) -> list[str]:
-    """The repo files from_pretrained reads: the top folder's, with one set of weights.
+    """The repo files from_pretrained reads: the top folder's, with one set of weights; and a sentence-transformers
+    checkpoint's pooling config (`model.pooling: auto` reads it).
 
     >>> wanted_files(["config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "onnx/model.onnx"])
     ['config.json', 'model.safetensors']
+    >>> wanted_files(["modules.json", "1_Pooling/config.json", "2_Dense/config.json", "2_Dense/model.safetensors"])
+    ['modules.json', '1_Pooling/config.json']
     """
     top = [f for f in files if "/" not in f]
     weights = _weights(top)
-    return [f for f in top if f in weights or not f.endswith(WEIGHT_SUFFIXES)]
+    pooling = [f for f in files if re.fullmatch(r"\d+_Pooling/config\.json", f)]
+    return [f for f in top if f in weights or not f.endswith(WEIGHT_SUFFIXES)] + pooling
 
 
 def _weights(files: list[str]) -> set[str]:
