@@ -13,8 +13,8 @@ import yaml
 from conftest import make_competition
 from kagglemlc.config import load_config
 from kagglemlc.core.errors import KaggleMLCError
-from kagglemlc.models.build import build_tokenizer
-from kagglemlc.models.defaults import is_sentence_embedding, resolve_defaults
+from kagglemlc.models.build import build_tokenizer, is_sentence_embedding
+from kagglemlc.models.defaults import resolve_defaults
 from tiny_decoders import make_decoder
 from tiny_models import make_encoder
 

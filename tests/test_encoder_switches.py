@@ -246,7 +246,7 @@ def test_freeze_zero_is_the_embeddings_alone(tmp_path, encoders):
     [
         (["model.kind=decoder", "model.pooling=mean"], "none", "model.pooling: an encoder switch"),
         (["model.kind=generative", "train.llrd=0.9"], "lora", "train.llrd: an encoder switch"),
-        (["model.head_dropouts=5"], "none", "model.head_dropouts: multi-sample dropout runs kagglemlc's head"),
+        (["model.head_dropouts=5", "model.pooling=null"], "none", "model.head_dropouts: multi-sample dropout runs"),
         (["model.reinit_layers=1"], "lora", "model.reinit_layers: for full fine-tuning"),
         (["model.freeze_layers=1"], "head", "model.freeze_layers: for full fine-tuning"),
         (["train.llrd=0.9"], "head", "train.llrd: adapter.method head trains the head alone"),

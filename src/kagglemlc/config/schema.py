@@ -58,6 +58,9 @@ def affects(*stages: str, file: bool = False, kinds: tuple[str, ...] | None = No
 NO_OUTPUT = affects()  # where to look, how fast, what to log: nothing on disk changes
 PREPARE, PREPARE_FILE = affects("prepare"), affects("prepare", file=True)
 TRAIN = affects("train")
+# an `auto` setting whose rule can choose other than what kagglemlc did before the setting existed: "before" is that
+# value, what a record made then (which lacks the key) counts as (`experiment.setting_changes`)
+TRAIN_BEFORE_NULL = {**TRAIN, "before": None}
 FULL_FIT = affects("full-fit")  # adds a model beside the folds: never invalidates them
 GENERATIVE_TRAIN = affects("train", kinds=("generative",))
 PREDICT, PREDICT_FILE = affects("predict"), affects("predict", file=True)
@@ -167,7 +170,7 @@ class ModelConfig(Section):
     $HF_HUB_CACHE or $HF_HOME/hub)."""
     trust_remote_code: bool = Field(False, json_schema_extra=TRAIN)
     """Run Python code shipped with the model. Off unless you trust the model's source."""
-    pooling: Literal["cls", "mean", "max", "attention"] | None | Auto = Field(AUTO, json_schema_extra=TRAIN)
+    pooling: Literal["cls", "mean", "max", "attention"] | None | Auto = Field(AUTO, json_schema_extra=TRAIN_BEFORE_NULL)
     """Encoders: null = the checkpoint's own classification head (it reads the first token, through BERT's pooler,
     RoBERTa's and ELECTRA's dense layer or DeBERTa's context pooler); cls | mean | max | attention = kagglemlc's head
     instead: the last hidden states pooled (the first token; mean or max over the real tokens; a learned softmax

@@ -140,9 +140,13 @@ def setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str,
 
 @functools.cache
 def _recorded_defaults() -> dict[str, Any]:
-    """Every setting's default as `stage_settings` records it (a file setting's default: no file)."""
-    files = {key for key, mark in field_marks() if mark["file"]}
-    return {key: content_digest(None) if key in files else value for key, value in field_defaults().items()}
+    """Every setting's default as `stage_settings` records it (a file setting's default: no file); an `auto`
+    setting's: the value its mark says kagglemlc used before it existed."""
+    marks = dict(field_marks())
+    return {
+        key: content_digest(None) if marks[key]["file"] else marks[key].get("before", value)
+        for key, value in field_defaults().items()
+    }
 
 
 def trained_folds(run_dir: Path) -> list[Path]:

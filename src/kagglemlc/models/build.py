@@ -27,6 +27,7 @@ its own (a subclass of its own class), saved and reloaded the same way; `model.r
 
 from __future__ import annotations
 
+import json
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,9 +56,10 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
     MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
 )
+from transformers.utils import CONFIG_NAME
 from transformers.utils import logging as hf_logging
 
-from kagglemlc.config import Config
+from kagglemlc.config import AUTO, Config
 from kagglemlc.core.errors import KaggleMLCError
 from kagglemlc.core.paths import CONFIG_FILE
 from kagglemlc.data.competition import CompetitionData
@@ -76,6 +78,11 @@ PROBLEM_TYPES = {
     "regression": "regression",  # one linear output per target
 }
 COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": torch.float32}
+# The files sentence-transformers writes beside a checkpoint it trained for embeddings (all-MiniLM, mpnet,
+# bge, e5 ...): their [CLS] vector and pooler were never trained for classification.
+SENTENCE_EMBEDDING_FILES = ("modules.json", "config_sentence_transformers.json")
+# model.pooling ← the key of sentence-transformers' Pooling config that turns it on
+POOLING_MODES = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens"}
 HEAD_FILE = "head.safetensors"  # adapter.method head: the trained head alone, the frozen base stays where it was
 # IA3 rescales keys, values and the feed-forward input (the paper's choice); peft's table names the
 # modules for most architectures, these fill its gaps: model_type -> (target modules, feed-forward modules)
@@ -127,6 +134,47 @@ def resolve_model_path(cfg: Config, trained_on: str | None = None) -> str:
     snapshot = hub_snapshot(m.name, revision, m.cache_dir, offline=m.offline or hub_offline())
     cfg.meta["model_commit"], cfg.meta["model_commit_of"] = snapshot.commit, m.name  # into config.yaml
     return snapshot.folder
+
+
+def is_sentence_embedding(cfg: Config) -> bool:
+    """Whether `model.name` is a sentence-transformers embedding checkpoint (its folder: local, or the hub snapshot);
+    False when the model cannot be had here (the command that needs it says why, once)."""
+    try:
+        where = Path(resolve_model_path(cfg))
+    except KaggleMLCError:
+        return False
+    return any((where / name).is_file() for name in SENTENCE_EMBEDDING_FILES)
+
+
+def sentence_pooling(cfg: Config) -> str:
+    """The pooling a sentence-transformers checkpoint was trained with, as `model.pooling` names it: its Pooling
+    module's config (modules.json's Pooling entry, else 1_Pooling/config.json); mean (sentence-transformers' own
+    default) where there is none to read or its mode has no equal here."""
+    where = Path(resolve_model_path(cfg))
+    try:
+        modules = json.loads((where / "modules.json").read_text(encoding="utf-8"))
+        folder = next(m["path"] for m in modules if str(m.get("type", "")).endswith("Pooling"))
+    except (OSError, ValueError, StopIteration, KeyError, TypeError):
+        folder = "1_Pooling"
+    try:
+        modes = json.loads((where / folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "mean"
+    if isinstance(modes, dict):
+        for pooling, key in POOLING_MODES.items():  # several modes are concatenated there: the first one here
+            if modes.get(key):
+                return pooling
+    return "mean"
+
+
+def pooling_of(cfg: Config) -> str | None:
+    """`model.pooling` as set, or as `auto` chooses it (`models.defaults` says why): a sentence-transformers
+    checkpoint fine-tuned as an encoder is read through its own pooling, every other model through its own head."""
+    if cfg.model.pooling != AUTO:
+        return cfg.model.pooling
+    if cfg.model.kind != "encoder" or cfg.competition.task == "span" or not is_sentence_embedding(cfg):
+        return None
+    return sentence_pooling(cfg)
 
 
 def cache_kwargs(cfg: Config) -> dict:
@@ -322,9 +370,9 @@ def load_base(cfg: Config, label_names: list[str], task: str, path: str | None =
     if task != "span" or generative:
         auto_class = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
     try:
-        if cfg.model.pooling is not None:  # kagglemlc's head in place of the checkpoint's own (encoder_switches.py)
+        if (pooling := pooling_of(cfg)) is not None:  # kagglemlc's head instead of the checkpoint's own
             config = AutoConfig.from_pretrained(source, **cache_kwargs(cfg))
-            auto_class = pooling_head_class(config, cfg.model.pooling, cfg.model.head_dropouts)
+            auto_class = pooling_head_class(config, pooling, cfg.model.head_dropouts)
         model = auto_class.from_pretrained(
             source,
             # a frozen base computes in the compute dtype; weights that train keep fp32 master copies

@@ -11,10 +11,8 @@ the config sets is used as it is: only the value `auto` (the default of these ke
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,13 +20,8 @@ import numpy as np
 from kagglemlc.config import AUTO, Config
 from kagglemlc.core.console import is_main_process, stdout
 from kagglemlc.core.errors import KaggleMLCError
-from kagglemlc.models.build import build_tokenizer, cache_kwargs, resolve_model_path
+from kagglemlc.models.build import build_tokenizer, cache_kwargs, is_sentence_embedding, pooling_of, resolve_model_path
 
-# The files sentence-transformers writes beside a checkpoint it trained for embeddings (all-MiniLM, mpnet,
-# bge, e5 ...): their [CLS] vector and pooler were never trained for classification.
-SENTENCE_EMBEDDING_FILES = ("modules.json", "config_sentence_transformers.json")
-# model.pooling ← the key of sentence-transformers' Pooling config that turns it on
-POOLING_MODES = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens"}
 MACRO_METRICS = ("f1_macro", "roc_auc")
 # Encoders: enough passes for MIN_STEPS optimiser steps (the grid: 500 steps stopped while still improving,
 # the best checkpoints of 750 came at steps 625-756), at least MIN_EPOCHS, at most MAX_EPOCHS.
@@ -45,41 +38,10 @@ class Choice:
     rule: str
 
 
-def is_sentence_embedding(cfg: Config) -> bool:
-    """Whether `model.name` is a sentence-transformers embedding checkpoint (its folder: local, or the hub snapshot);
-    False when the model cannot be had here (the command that needs it says why, once)."""
-    try:
-        where = Path(resolve_model_path(cfg))
-    except KaggleMLCError:
-        return False
-    return any((where / name).is_file() for name in SENTENCE_EMBEDDING_FILES)
-
-
-def sentence_pooling(cfg: Config) -> str:
-    """The pooling a sentence-transformers checkpoint was trained with, as `model.pooling` names it: its Pooling
-    module's config (modules.json's Pooling entry, else 1_Pooling/config.json); mean (sentence-transformers' own
-    default) where there is none to read or its mode has no equal here."""
-    where = Path(resolve_model_path(cfg))
-    try:
-        modules = json.loads((where / "modules.json").read_text(encoding="utf-8"))
-        folder = next(m["path"] for m in modules if str(m.get("type", "")).endswith("Pooling"))
-    except (OSError, ValueError, StopIteration, KeyError, TypeError):
-        folder = "1_Pooling"
-    try:
-        modes = json.loads((where / folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "mean"
-    if isinstance(modes, dict):
-        for pooling, key in POOLING_MODES.items():  # several modes are concatenated there: the first one here
-            if modes.get(key):
-                return pooling
-    return "mean"
-
-
 def _pooling(cfg: Config) -> tuple[str | None, str]:
-    if not is_sentence_embedding(cfg):
+    pooling = pooling_of(cfg)
+    if pooling is None:
         return None, "the checkpoint's own classification head"
-    pooling = sentence_pooling(cfg)
     return pooling, (
         f"sentence-embedding checkpoint: its vectors are the {pooling} pool of the last hidden states (how "
         "sentence-transformers trained it), so the head reads that pool (bench/README.md: nested CV 0.365 → 0.454 "
