@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import make_competition
-from kagglemlc.config import STAGES, Config, field_marks, load_config
+from kagglemlc.config import STAGES, Config, field_defaults, field_marks, load_config
 from kagglemlc.models.defaults import resolve_defaults
 from kagglemlc.stages import run as pipeline
 
@@ -146,7 +146,9 @@ def test_every_field_has_an_entry_and_a_mark():
     keys = [key for key, _ in field_marks()]
     assert sorted(keys) == sorted(EDITS), set(keys) ^ set(EDITS)
     for key, mark in field_marks():
-        assert set(mark) == {"stages", "file", "kinds"} and set(mark["stages"]) <= ALL, key
+        assert set(mark) - {"before"} == {"stages", "file", "kinds"} and set(mark["stages"]) <= ALL, key
+        if "before" in mark:  # only an `auto` setting says what kagglemlc did before it (a record lacking it)
+            assert field_defaults()[key] == "auto", key
 
 
 @pytest.fixture
