@@ -16,6 +16,7 @@ import pytest
 
 from conftest import make_competition
 from kagglemlc.config import STAGES, Config, field_defaults, field_marks, load_config
+from kagglemlc.data.experiment import changed_settings, record_settings
 from kagglemlc.models.defaults import resolve_defaults
 from kagglemlc.stages import run as pipeline
 
@@ -50,7 +51,7 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "model.max_length": (64, FROM_TRAIN),
     "model.truncation": ("head_tail", FROM_TRAIN),
     "competition.soft_labels": (True, ALL),
-    # task span's columns: read (and so marked) from prepare on, whatever the task
+    # task span's settings (SPAN_ONLY): the stages they redo on a span config; on any other task, nothing
     "competition.context_column": ("passage", ALL),
     "competition.question_column": ("query", ALL),
     "competition.question": ("Which words carry the emotion?", ALL),
@@ -139,6 +140,16 @@ EDITS: dict[str, tuple[object, set[str]]] = {
     "meta": ("NOT-EDITED", NOTHING),  # written by kagglemlc, ignored on load
 }
 GENERATIVE_ONLY = {"submission.from"}  # keys an encoder config refuses to set
+SPAN_ONLY = {  # read by task span alone: an edit on another task's config redoes nothing
+    "competition.context_column",
+    "competition.question_column",
+    "competition.question",
+    "competition.answer_column",
+    "competition.answer_start_column",
+    "competition.allow_no_answer",
+    "model.doc_stride",
+    "model.max_answer_tokens",
+}
 GENERATIVE_EDITS = [key for key in EDITS if key.startswith("generation.") or key in GENERATIVE_ONLY]
 
 
@@ -146,7 +157,8 @@ def test_every_field_has_an_entry_and_a_mark():
     keys = [key for key, _ in field_marks()]
     assert sorted(keys) == sorted(EDITS), set(keys) ^ set(EDITS)
     for key, mark in field_marks():
-        assert set(mark) - {"before"} == {"stages", "file", "kinds"} and set(mark["stages"]) <= ALL, key
+        assert set(mark) - {"before"} == {"stages", "file", "kinds", "tasks"} and set(mark["stages"]) <= ALL, key
+        assert (mark["tasks"] == ["span"]) == (key in SPAN_ONLY), key
         if "before" in mark:  # only an `auto` setting says what kagglemlc did before it (a record lacking it)
             assert field_defaults()[key] == "auto", key
 
@@ -217,6 +229,8 @@ def test_each_field_edit_redoes_exactly_its_stages(tmp_path, recorded, kind):
         value, expected = EDITS[key]
         if kind == "generative" and key not in GENERATIVE_ONLY:
             expected = FROM_TRAIN
+        if key in SPAN_ONLY:  # the toy competition is multilabel
+            expected = NOTHING
         if key == "submission.dir":
             value = folder / "other-submissions"
         pipeline.run(load_config(path, base + _edit(folder, key, value)))
@@ -224,6 +238,50 @@ def test_each_field_edit_redoes_exactly_its_stages(tmp_path, recorded, kind):
             failures.append(f"{key}: redid {sorted(recorded)}, expected {sorted(expected)}")
         recorded.clear()
     assert not failures, "\n".join(failures)
+
+
+SPAN = {"competition": {"task": "span", "metric": "jaccard"}, "model": {"max_length": 160}}
+
+
+def test_span_settings_redo_their_stages_on_a_span_config(tmp_path, recorded):
+    failures = []
+    for key in sorted(SPAN_ONLY):
+        folder = tmp_path / key.replace(".", "_")
+        path = make_competition(folder, n_train=12, n_test=4, config=SPAN)
+        pipeline.run(load_config(path))
+        assert recorded == list(STAGES), recorded
+        recorded.clear()
+        value, expected = EDITS[key]
+        pipeline.run(load_config(path, _edit(folder, key, value)))
+        if set(recorded) != expected:
+            failures.append(f"{key}: redid {sorted(recorded)}, expected {sorted(expected)}")
+        recorded.clear()
+    assert not failures, "\n".join(failures)
+
+
+def test_a_record_from_when_span_settings_were_marked_for_every_task_redoes_nothing(tmp_path, recorded):
+    """Before span settings were narrowed to task span, every config recorded them: such a record, rerun now, redoes
+    nothing and the guard sees no change; a change of task still redoes everything."""
+    path = make_competition(tmp_path, n_train=12, n_test=4, config={"model": {"max_length": 64}})
+    wide = [(key, {**mark, "tasks": None}) for key, mark in field_marks()]
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("kagglemlc.data.experiment.field_marks", lambda: wide)
+        pipeline.run(load_config(path, ["model.doc_stride=16"]))
+        trained = load_config(path, ["model.doc_stride=16"])
+        resolve_defaults(trained)
+        record_settings(trained)  # what train writes beside trained folds
+    stamps = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert stamps["train"]["inputs"]["model.doc_stride"] == 16  # recorded then, whatever the task
+    recorded.clear()
+    cfg = load_config(path)
+    pipeline.run(cfg)
+    assert recorded == [], f"narrowing the span marks redid {recorded}"
+    assert changed_settings(cfg, ("prepare", "train")) == []
+    edited = load_config(path, ["model.max_length=48"])
+    resolve_defaults(edited)
+    assert changed_settings(edited, ("train",)) == ["model.max_length 64 → 48"]
+    pipeline.run(load_config(path, ["competition.task=span", "competition.metric=jaccard", "model.doc_stride=16"]))
+    assert recorded == list(STAGES)
 
 
 def test_a_copy_of_the_training_file_elsewhere_changes_nothing(tmp_path, recorded):

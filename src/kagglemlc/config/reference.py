@@ -20,6 +20,8 @@ def _redoes(mark: dict[str, Any]) -> str:
         said += " (when the file's content changes)"
     if mark["kinds"]:
         said += f" (model.kind: {', '.join(mark['kinds'])})"
+    if mark["tasks"]:
+        said += f" (task: {', '.join(mark['tasks'])})"
     return said
 
 

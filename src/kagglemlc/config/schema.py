@@ -45,14 +45,18 @@ def name_problem(value: str) -> str | None:
 
 # Which stages' outputs each setting changes: every field is marked, and `run` fingerprints a stage from
 # exactly the settings marked for it (plus its upstream stages), so an edit redoes what it changes and nothing
-# more. "file": the setting names a file whose *content* counts, not its path. "kinds": only for these model kinds.
+# more. "file": the setting names a file whose *content* counts, not its path. "kinds" / "tasks": only for these model
+# kinds / competition tasks (elsewhere the setting is read by nothing, so an edit of it redoes nothing).
 STAGES = ("prepare", "train", "full-fit", "predict", "tune-thresholds", "submit")
 
 
-def affects(*stages: str, file: bool = False, kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+def affects(
+    *stages: str, file: bool = False, kinds: tuple[str, ...] | None = None, tasks: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """A field's `json_schema_extra`: the stages whose outputs change when the field's value does."""
     assert set(stages) <= set(STAGES), stages
-    return {"stages": list(stages), "file": file, "kinds": list(kinds) if kinds else None}
+    narrow = {"kinds": list(kinds) if kinds else None, "tasks": list(tasks) if tasks else None}
+    return {"stages": list(stages), "file": file, **narrow}
 
 
 NO_OUTPUT = affects()  # where to look, how fast, what to log: nothing on disk changes
@@ -67,6 +71,7 @@ PREDICT, PREDICT_FILE = affects("predict"), affects("predict", file=True)
 THRESHOLDS = affects("tune-thresholds")
 SUBMIT, SUBMIT_FILE = affects("submit"), affects("submit", file=True)
 GENERATIVE_SUBMIT = affects("submit", kinds=("generative",))
+SPAN_PREPARE, SPAN_TRAIN = affects("prepare", tasks=("span",)), affects("train", tasks=("span",))
 
 
 # `auto`: chosen by `kagglemlc.models.defaults` from the model kind, the checkpoint and the data (the rules are in the
@@ -112,18 +117,18 @@ class CompetitionConfig(Section):
     """multilabel (any number of labels per row), multiclass (exactly one), binary (one 0/1 target), regression (one
     or more numeric targets, e.g. scores or grades: `labels` are the target columns), span (the answer is a substring
     of `context_column`: question answering, "which words say it")."""
-    context_column: str = Field("context", json_schema_extra=PREPARE)
+    context_column: str = Field("context", json_schema_extra=SPAN_PREPARE)
     """task span: the column holding the text the answer is taken from."""
-    question_column: str | None = Field(None, json_schema_extra=PREPARE)
+    question_column: str | None = Field(None, json_schema_extra=SPAN_PREPARE)
     """task span: a column holding each row's question (or a per-row cue such as the sentiment), read before the
     context; null: the context alone, or the fixed `competition.question`."""
-    question: str | None = Field(None, json_schema_extra=PREPARE)
+    question: str | None = Field(None, json_schema_extra=SPAN_PREPARE)
     """task span: one question for every row (with no question_column)."""
-    answer_column: str = Field("answer", json_schema_extra=PREPARE)
+    answer_column: str = Field("answer", json_schema_extra=SPAN_PREPARE)
     """task span: the answer's text, located in the context (the first occurrence, or at answer_start_column)."""
-    answer_start_column: str | None = Field(None, json_schema_extra=PREPARE)
+    answer_start_column: str | None = Field(None, json_schema_extra=SPAN_PREPARE)
     """task span: the answer's character offset in the context, where the data gives it (SQuAD's answer_start)."""
-    allow_no_answer: bool = Field(False, json_schema_extra=PREPARE)
+    allow_no_answer: bool = Field(False, json_schema_extra=SPAN_PREPARE)
     """task span: rows whose answer is empty or not in the context are kept as "no answer" rows (the model learns to
     answer "") instead of being an error."""
     soft_labels: bool = Field(False, json_schema_extra=PREPARE)
@@ -182,9 +187,9 @@ class ModelConfig(Section):
     reinit_layers: int = Field(0, ge=0, json_schema_extra=TRAIN)
     """Encoders, adapter.method none: re-initialise the top N layers (the model's own initialisation) before
     training."""
-    doc_stride: int = Field(64, ge=1, json_schema_extra=TRAIN)
+    doc_stride: int = Field(64, ge=1, json_schema_extra=SPAN_TRAIN)
     """task span: a context longer than max_length is read in windows that share this many tokens."""
-    max_answer_tokens: int = Field(30, ge=1, json_schema_extra=TRAIN)
+    max_answer_tokens: int = Field(30, ge=1, json_schema_extra=SPAN_TRAIN)
     """task span: the longest answer decoded, in tokens (start ≤ end within it)."""
     freeze_layers: int | None = Field(None, ge=0, json_schema_extra=TRAIN)
     """Encoders, adapter.method none: freeze the embeddings and the bottom N layers (0: the embeddings only; null:

@@ -58,6 +58,13 @@ def _label_columns(cfg: Config) -> list[str] | None:
     return read_header(comp.sample_submission, comp.encoding, comp.delimiter)
 
 
+def _applies(mark: dict[str, Any], cfg: Config) -> bool:
+    """Whether a setting is read at all with this config's model kind and task (its mark's "kinds" / "tasks")."""
+    return (not mark["kinds"] or cfg.model.kind in mark["kinds"]) and (
+        not mark["tasks"] or cfg.competition.task in mark["tasks"]
+    )
+
+
 def stage_settings(cfg: Config) -> dict[str, dict[str, Any]]:
     """Every stage's own settings, as {dotted key: value}; files count by their content's sha256.
 
@@ -66,7 +73,7 @@ def stage_settings(cfg: Config) -> dict[str, dict[str, Any]]:
     values = settings_dict(cfg)
     result: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
     for key, mark in field_marks():
-        if not mark["stages"] or (mark["kinds"] and cfg.model.kind not in mark["kinds"]):
+        if not mark["stages"] or not _applies(mark, cfg):
             continue
         section, _, name = key.rpartition(".")
         value = values[section][name] if section else values[name]
@@ -125,13 +132,18 @@ def setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str,
 
     A key the record lacks whose value now is its default is no change: the record was made by a kagglemlc from
     before that setting existed, and a new setting's default is what kagglemlc did before (`field_defaults`), so
-    upgrading kagglemlc neither refuses nor redoes what is on disk.
+    upgrading kagglemlc neither refuses nor redoes what is on disk. A key the record has that is not recorded now
+    because this model kind or task does not read it (its mark's "kinds" / "tasks") is no change either: kind and
+    task are recorded themselves, and a record from before the mark was narrowed holds such keys.
     """
     defaults = _recorded_defaults()
+    narrowed = {key for key, mark in field_marks() if mark["kinds"] or mark["tasks"]}
     keys = sorted(old.keys() | new.keys(), key=lambda k: (k not in old or k not in new, k))
     changes = []
     for key in keys:
         if key not in old and key in defaults and new.get(key) == defaults[key]:
+            continue
+        if key not in new and key in narrowed:
             continue
         if key not in old or key not in new or old[key] != new[key]:
             changes.append((key, old.get(key), new.get(key)))
