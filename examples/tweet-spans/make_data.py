@@ -25,7 +25,7 @@ FILLER = ["the", "a", "day", "it", "was", "and", "then", "we", "saw", "some", "n
 def main() -> None:
     rng = np.random.default_rng(11)
     rows = []
-    for i in range(600):
+    for _ in range(600):
         words = [str(w) for w in rng.choice(FILLER, size=rng.integers(5, 14))]
         if rng.random() < 0.2:
             sentiment, selected = "neutral", " ".join(words)
